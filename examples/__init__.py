@@ -1,0 +1,1 @@
+"""The bundled sample calendar week used by the demo and config.example.yaml."""

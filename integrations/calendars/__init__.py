@@ -1,0 +1,1 @@
+"""Calendar providers. See :mod:`integrations.calendars.base` for the protocol."""

@@ -1,0 +1,1 @@
+"""Runtime and side effects: config, store, sync engine, reminders, daemon, HTTP, CLI."""

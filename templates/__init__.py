@@ -1,0 +1,1 @@
+"""Jinja2 templates for agenda blocks and reminder messages (en, sv)."""
