@@ -1,0 +1,204 @@
+"""The ``feedback-agendas`` command line. Thin: it parses, calls ``commands``, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from agendas.errors import UserError
+from scheduler import commands
+from scheduler.engine import CycleReport, summarise, utc_now
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("config.yaml"),
+    show_default=True,
+    help="The YAML config file.",
+)
+
+
+def _fail(exc: UserError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
+def _load(config_path: Path) -> commands.AppConfig:
+    try:
+        cfg = commands.load(config_path)
+    except UserError as exc:
+        _fail(exc)
+    for warning in cfg.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return cfg
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log at INFO level.")
+def main(verbose: bool) -> None:
+    """feedback-agendas: feedback agendas in your team's calendar."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command("check-config")
+@CONFIG_OPTION
+def check_config(config_path: Path) -> None:
+    """Validate the config; exit 0 if valid, 2 with every problem otherwise."""
+    from scheduler.config import check_config as check
+
+    problems = check(config_path)
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        sys.exit(2)
+    click.echo(f"{config_path}: ok")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--dry-run", is_flag=True, help="Decide, but write nothing and store nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+def sync(config_path: Path, dry_run: bool, as_json: bool) -> None:
+    """Run one sync cycle over every configured calendar."""
+    cfg = _load(config_path)
+    try:
+        reports = commands.sync_all(cfg, utc_now(), dry_run=dry_run)
+    except UserError as exc:
+        _fail(exc)
+    summary = summarise(reports)
+    summary["dry_run"] = dry_run
+    if as_json:
+        click.echo(json.dumps(summary, sort_keys=True))
+    else:
+        for report in reports:
+            click.echo(_decision_table(report))
+        click.echo(_totals_line(summary))
+    if any(not r.ok for r in reports):
+        sys.exit(1)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--dry-run", is_flag=True, help="List what would be removed; change nothing.")
+def revert(config_path: Path, dry_run: bool) -> None:
+    """Remove every unedited agenda block we wrote; list the edited ones left alone."""
+    cfg = _load(config_path)
+    result = commands.revert_all(cfg, utc_now(), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for calendar, rep in result.items():
+        click.echo(f"{calendar}: {verb} {len(rep.removed)} block(s)")
+        for ref in rep.left_edited:
+            click.echo(f"  left edited: {ref.event_id} {ref.recurrence_id or ''}".rstrip())
+        for ref in rep.failed:
+            click.echo(f"  failed: {ref.event_id} {ref.recurrence_id or ''}".rstrip())
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def status(config_path: Path, as_json: bool) -> None:
+    """Show each calendar's last run and what we hold about it."""
+    cfg = _load(config_path)
+    data = commands.status(cfg)
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True, default=str))
+        return
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@CONFIG_OPTION
+def db_upgrade(config_path: Path) -> None:
+    """Apply the database migrations (they are also applied on start)."""
+    from scheduler.store import upgrade
+
+    cfg = _load(config_path)
+    click.echo(f"database at revision {upgrade(cfg.storage.url)}")
+
+
+@main.command()
+@click.option(
+    "--folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where to put the sample calendar and database (default: a temporary folder).",
+)
+def demo(folder: Path | None) -> None:
+    """Zero-config demo: one cycle over a bundled sample week."""
+    if folder is None:
+        with tempfile.TemporaryDirectory(prefix="feedback-agendas-demo-") as tmp:
+            _print_demo(commands.run_demo(Path(tmp), utc_now()))
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        _print_demo(commands.run_demo(folder, utc_now()))
+
+
+def _print_demo(run: Any) -> None:
+    click.echo(f"Sample week of mona@example.com starting {run.week_start}, in {run.folder}\n")
+    click.echo(_decision_table(run.report))
+    click.echo("")
+    for decision in run.report.decisions:
+        text = commands.agenda_text(decision)
+        if text is None:
+            continue
+        title = decision.meeting.title
+        when = decision.meeting.ref.recurrence_id or "series" if decision.meeting.recurrence else ""
+        click.echo(click.style(f"=== {title} {when}".rstrip(), bold=True))
+        click.echo(text)
+        click.echo("")
+    second = run.second_report
+    click.echo(
+        f"First cycle: {run.report.writes} write(s). "
+        f"A second cycle with no changes: {second.writes} write(s)."
+    )
+
+
+def _decision_table(report: CycleReport) -> str:
+    rows = [("meeting", "occurrence", "decision", "slots", "reason")]
+    for d in report.decisions:
+        rows.append(
+            (
+                d.meeting.title[:40],
+                d.meeting.ref.recurrence_id or ("series" if d.meeting.recurrence else "-"),
+                f"{d.classification.kind.value}: {report._outcomes.get(d.meeting.ref, d.action.value)}",
+                ",".join(d.slots) or "-",
+                d.reason or "",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return f"[{report.calendar}]\n" + "\n".join(lines)
+
+
+def _totals_line(summary: dict[str, Any]) -> str:
+    actions = ", ".join(f"{k}={v}" for k, v in summary["actions"].items())
+    return f"writes={summary['writes']} {actions}"
+
+
+def _add_daemon_commands() -> None:
+    from scheduler.cli_daemon import DAEMON_COMMANDS
+
+    for command in DAEMON_COMMANDS:
+        main.add_command(command)
+
+
+_add_daemon_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

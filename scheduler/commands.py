@@ -1,0 +1,124 @@
+"""What the CLI commands do, as functions that return data. Only ``cli`` prints."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from agendas.block import read_block
+from agendas.decide import ActionKind, Decision
+from agendas.render import AgendaRenderer
+from scheduler.config import AppConfig, load_config
+from scheduler.engine import CycleReport, RevertReport, revert_calendar, run_cycle
+from scheduler.providers import build_provider
+from scheduler.store import Store
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "config.example.yaml"
+
+
+def make_renderer(cfg: AppConfig) -> AgendaRenderer:
+    return AgendaRenderer(cfg.policy.templates)
+
+
+@contextmanager
+def open_store(cfg: AppConfig) -> Iterator[Store]:
+    store = Store.open(cfg.storage.url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[CycleReport]:
+    """One cycle over every configured calendar."""
+    rules = cfg.rules()
+    renderer = make_renderer(cfg)
+    reports = []
+    with open_store(cfg) as store:
+        for calendar in cfg.calendars:
+            provider = build_provider(calendar)
+            try:
+                reports.append(run_cycle(provider, store, rules, renderer, now, dry_run=dry_run))
+            finally:
+                provider.close()
+    return reports
+
+
+def revert_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> dict[str, RevertReport]:
+    """Remove every unedited block we wrote; report the edited ones left alone."""
+    result = {}
+    with open_store(cfg) as store:
+        for calendar in cfg.calendars:
+            provider = build_provider(calendar)
+            try:
+                result[calendar.name] = revert_calendar(provider, store, now, dry_run=dry_run)
+            finally:
+                provider.close()
+    return result
+
+
+def status(cfg: AppConfig) -> dict[str, Any]:
+    with open_store(cfg) as store:
+        return store.status()
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """The demo's outcome: the folder it ran in and the cycle's decisions."""
+
+    folder: Path
+    week_start: date
+    report: CycleReport
+    second_report: CycleReport
+
+
+def demo_week_start(now: datetime, timezone: str) -> date:
+    """The next Monday (today if it is Monday), so the whole sample week lies ahead."""
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    return today + timedelta(days=(7 - today.weekday()) % 7)
+
+
+def run_demo(folder: Path, now: datetime, config_path: Path = EXAMPLE_CONFIG) -> DemoRun:
+    """Copy the sample week into ``folder``, run one cycle on it, then a second one.
+
+    The example config is used as it is, except that storage and the calendar
+    folder point into ``folder``; nothing outside it is touched.
+    """
+    from examples.sample_week import write_sample_week
+
+    cfg = load_config(config_path)
+    calendar = cfg.calendars[0]
+    timezone = getattr(calendar, "timezone", None) or "UTC"
+    week_start = demo_week_start(now, timezone)
+    cal_dir = folder / "calendars" / calendar.name
+    if cal_dir.exists():
+        shutil.rmtree(cal_dir)
+    cal_dir.mkdir(parents=True)
+    write_sample_week(cal_dir, week_start)
+    cfg = cfg.model_copy(
+        update={
+            "storage": cfg.storage.model_copy(update={"url": f"sqlite:///{folder / 'demo.db'}"}),
+            "calendars": [calendar.model_copy(update={"path": cal_dir})],
+        }
+    )
+    first = sync_all(cfg, now)[0]
+    second = sync_all(cfg, now)[0]
+    return DemoRun(folder=folder, week_start=week_start, report=first, second_report=second)
+
+
+def agenda_text(decision: Decision) -> str | None:
+    """The agenda block a decision put (or keeps) in its event, as plain text."""
+    if decision.action in (ActionKind.SKIPPED, ActionKind.REMOVED):
+        return None
+    description = decision.description or decision.meeting.description
+    return read_block(description)
+
+
+def load(config: Path) -> AppConfig:
+    return load_config(config)

@@ -1,0 +1,439 @@
+"""One sync cycle of one calendar: read, decide, write, record.
+
+The core (:func:`agendas.decide.decide`) says what each event should look like;
+this module carries that out against a provider and the store:
+
+1. read what changed since the stored cursor (one full resync on an expired
+   cursor, or when the rules changed since the cursor was stored);
+2. read again the events that are due for a revisit (entering the horizon,
+   a series whose occurrence passed, a write that failed last time);
+3. decide, then write only what changed, conditionally on the etag; a
+   precondition failure is re-read, re-decided and retried a bounded number
+   of times;
+4. commit the new cursor, the records and the run log in one transaction.
+
+Nothing here logs or stores description text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agendas.block import merge_block
+from agendas.decide import ActionKind, Decision, decide
+from agendas.errors import CursorExpired, PreconditionFailed, ProviderError
+from agendas.model import DescriptionWrite, EventRef, Meeting, WriteOutcome
+from agendas.policy import Rules
+from agendas.render import AgendaRenderer
+from integrations.calendars.base import CalendarProvider
+from scheduler.store import EventRecord, RunSummary, Store
+
+log = logging.getLogger(__name__)
+
+MAX_CONFLICT_RETRIES = 3
+
+
+@dataclass
+class CycleReport:
+    """What one cycle of one calendar did. Only ids, codes and counts."""
+
+    calendar: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    full_resync: bool = False
+    writes: int = 0
+    conflicts: int = 0
+    requests: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    decisions: list[Decision] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def event_entries(self) -> list[dict[str, Any]]:
+        entries = []
+        for d in self.decisions:
+            ref = d.meeting.ref
+            entries.append(
+                {
+                    "calendar": ref.calendar,
+                    "event_id": ref.event_id,
+                    "recurrence_id": ref.recurrence_id,
+                    "kind": d.classification.kind.value,
+                    "slots": list(d.slots),
+                    "action": self._final_action(d),
+                    "reason": d.reason,
+                }
+            )
+        return entries
+
+    def _final_action(self, d: Decision) -> str:
+        return self._outcomes.get(d.meeting.ref, d.action.value)
+
+    # filled by the engine: ref -> final action ("failed" when a write failed)
+    _outcomes: dict[EventRef, str] = field(default_factory=dict)
+
+
+def rules_fingerprint(rules: Rules, renderer: AgendaRenderer) -> str:
+    """A short hash of everything that changes what we would write.
+
+    Stored with the cursor: when an admin edits the config (an opt-out, a
+    new team member, a reworded norm), the next cycle lists the calendar in
+    full and re-decides every event, even though no event changed.
+    """
+    template_part = getattr(renderer, "fingerprint", "")
+    raw = f"{rules!r}|{template_part}".encode()
+    return hashlib.sha256(raw).hexdigest()[:12]
+
+
+def _split_cursor(stored: str | None, fingerprint: str) -> str | None:
+    if not stored:
+        return None
+    prefix, sep, provider_cursor = stored.partition("|")
+    if not sep or prefix != fingerprint:
+        return None
+    return provider_cursor or None
+
+
+def run_cycle(
+    provider: CalendarProvider,
+    store: Store,
+    rules: Rules,
+    renderer: AgendaRenderer,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    max_conflict_retries: int = MAX_CONFLICT_RETRIES,
+    clock: Callable[[], datetime] | None = None,
+) -> CycleReport:
+    """Run one cycle of ``provider``'s calendar and return what it did.
+
+    ``now`` drives every decision. ``clock`` (default: ``now``) only stamps the
+    end of the run. With ``dry_run`` nothing is written and nothing is stored.
+    Provider failures end the cycle early with ``report.error`` set; the old
+    cursor stays, so the next cycle reads the same changes again.
+    """
+    calendar = provider.name
+    report = CycleReport(calendar=calendar, started_at=now)
+    requests_before = Counter(provider.requests)
+    fingerprint = rules_fingerprint(rules, renderer)
+    try:
+        _run(provider, store, rules, renderer, now, report, fingerprint, dry_run, max_conflict_retries)
+    except ProviderError as exc:
+        report.error = type(exc).__name__
+        report.errors[type(exc).__name__] += 1
+        log.warning("calendar %s: cycle failed: %s", calendar, type(exc).__name__)
+        if not dry_run:
+            report.finished_at = clock() if clock else now
+            store.commit_cycle(calendar, None, [], [], _summary(report))
+    report.requests = Counter(provider.requests) - requests_before
+    if report.finished_at is None:
+        report.finished_at = clock() if clock else now
+    return report
+
+
+def _run(
+    provider: CalendarProvider,
+    store: Store,
+    rules: Rules,
+    renderer: AgendaRenderer,
+    now: datetime,
+    report: CycleReport,
+    fingerprint: str,
+    dry_run: bool,
+    max_conflict_retries: int,
+) -> None:
+    calendar = provider.name
+    cursor = _split_cursor(store.get_cursor(calendar), fingerprint)
+    try:
+        changes = provider.read_changes(cursor)
+    except CursorExpired:
+        log.info("calendar %s: sync cursor expired, one full resync", calendar)
+        changes = provider.read_changes(None)
+    report.full_resync = changes.full
+
+    records = store.records(calendar)
+    meetings: dict[EventRef, Meeting] = {m.ref: m for m in changes.meetings}
+    deleted: set[EventRef] = set(changes.deleted)
+    for bad in changes.unreadable:
+        report.skipped["malformed"] += 1
+        report.actions[ActionKind.SKIPPED.value] += 1
+        log.warning("calendar %s: skipped unreadable event %s: %s", calendar, bad.ref.event_id, bad.reason)
+    unreadable = {bad.ref for bad in changes.unreadable}
+    if changes.full:
+        seen = meetings.keys() | unreadable
+        deleted |= {ref for ref in records if ref not in seen}
+
+    # Events that need a look although the provider reports no change.
+    for ref in store.due_refs(calendar, now):
+        if ref in meetings or ref in deleted or ref in unreadable:
+            continue
+        fresh = provider.get(ref)
+        if fresh is None:
+            deleted.add(ref)
+        else:
+            meetings[ref] = fresh
+
+    decisions = {
+        ref: _decide(meeting, rules, now, renderer, records.get(ref))
+        for ref, meeting in sorted(meetings.items())
+    }
+    outcomes: dict[EventRef, str] = {}
+    written_hash: dict[EventRef, str | None] = {}
+    pending: set[EventRef] = set()
+    if not dry_run:
+        _write_with_retries(
+            provider, rules, now, renderer, records, decisions, outcomes, written_hash, pending,
+            report, max_conflict_retries,
+        )
+
+    upserts: list[EventRecord] = []
+    for ref, decision in decisions.items():
+        action = outcomes.get(ref, decision.action.value)
+        report.decisions.append(decision)
+        report.actions[action] += 1
+        if decision.action is ActionKind.SKIPPED and decision.reason:
+            report.skipped[decision.reason] += 1
+        block_hash = _recorded_hash(decision, records.get(ref), written_hash, pending)
+        upserts.append(
+            EventRecord(
+                ref=ref,
+                kind=decision.classification.kind.value,
+                reason=decision.reason,
+                action=action,
+                block_hash=block_hash,
+                revisit_at=decision.revisit_at,
+                pending_write=ref in pending,
+                updated_at=now,
+            )
+        )
+    report._outcomes = outcomes
+    if dry_run:
+        return
+    report.finished_at = now
+    store.commit_cycle(
+        calendar,
+        f"{fingerprint}|{changes.cursor}",
+        upserts,
+        sorted(deleted - meetings.keys()),
+        _summary(report),
+    )
+
+
+def _recorded_hash(
+    decision: Decision,
+    previous: EventRecord | None,
+    written_hash: dict[EventRef, str | None],
+    pending: set[EventRef],
+) -> str | None:
+    """The hash of our block as it now stands in the event."""
+    ref = decision.meeting.ref
+    if ref in written_hash:
+        return written_hash[ref]
+    known = decision.meeting.stored_hash or (previous.block_hash if previous else None)
+    # A write that did not happen (failed, dry run) or a block the user edited:
+    # what we wrote last time is still the reference for "unedited".
+    if ref in pending or decision.needs_write or decision.action is ActionKind.LEFT_EDITED:
+        return known
+    return decision.block_hash
+
+
+def _decide(
+    meeting: Meeting,
+    rules: Rules,
+    now: datetime,
+    renderer: AgendaRenderer,
+    record: EventRecord | None,
+) -> Decision:
+    known = meeting.stored_hash or (record.block_hash if record else None)
+    return decide(meeting, rules, now, renderer, known_hash=known)
+
+
+def _write_with_retries(
+    provider: CalendarProvider,
+    rules: Rules,
+    now: datetime,
+    renderer: AgendaRenderer,
+    records: dict[EventRef, EventRecord],
+    decisions: dict[EventRef, Decision],
+    outcomes: dict[EventRef, str],
+    written_hash: dict[EventRef, str | None],
+    pending: set[EventRef],
+    report: CycleReport,
+    max_conflict_retries: int,
+) -> None:
+    to_write = [d for d in decisions.values() if d.needs_write]
+    attempt = 0
+    while to_write:
+        results = provider.write([_as_write(d) for d in to_write])
+        conflicted: list[EventRef] = []
+        for decision, outcome in zip(to_write, results, strict=True):
+            ref = decision.meeting.ref
+            if outcome.ok:
+                report.writes += 1
+                written_hash[ref] = decision.block_hash
+                outcomes[ref] = decision.action.value
+            elif isinstance(outcome.error, PreconditionFailed):
+                report.conflicts += 1
+                conflicted.append(ref)
+            else:
+                _mark_failed(ref, outcome, outcomes, pending, report)
+        attempt += 1
+        to_write = []
+        for ref in conflicted:
+            if attempt > max_conflict_retries:
+                log.warning("calendar %s: gave up on %s after %d conflicts", ref.calendar, ref.event_id, attempt)
+                outcomes[ref] = "failed"
+                pending.add(ref)
+                report.errors["PreconditionFailed"] += 1
+                continue
+            # Someone edited the event between our read and our write: read it
+            # again and merge into their version, never over it.
+            try:
+                fresh = provider.get(ref)
+            except ProviderError as exc:
+                _mark_failed(ref, WriteOutcome(ref=ref, error=exc), outcomes, pending, report)
+                continue
+            if fresh is None:
+                outcomes[ref] = "deleted"
+                continue
+            redo = _decide(fresh, rules, now, renderer, records.get(ref))
+            decisions[ref] = redo
+            if redo.needs_write:
+                to_write.append(redo)
+            else:
+                outcomes[ref] = redo.action.value
+
+
+def _mark_failed(
+    ref: EventRef,
+    outcome: WriteOutcome,
+    outcomes: dict[EventRef, str],
+    pending: set[EventRef],
+    report: CycleReport,
+) -> None:
+    kind = type(outcome.error).__name__
+    log.warning("calendar %s: write to %s failed: %s", ref.calendar, ref.event_id, kind)
+    outcomes[ref] = "failed"
+    pending.add(ref)
+    report.errors[kind] += 1
+
+
+def _as_write(decision: Decision) -> DescriptionWrite:
+    assert decision.description is not None
+    return DescriptionWrite(
+        ref=decision.meeting.ref,
+        etag=decision.meeting.etag,
+        description=decision.description,
+        block_hash=decision.block_hash,
+    )
+
+
+def _summary(report: CycleReport) -> RunSummary:
+    counts: dict[str, int] = {}
+    counts.update({f"action.{k}": v for k, v in report.actions.items()})
+    counts.update({f"skipped.{k}": v for k, v in report.skipped.items()})
+    counts.update({f"error.{k}": v for k, v in report.errors.items()})
+    return RunSummary(
+        calendar=report.calendar,
+        started_at=report.started_at,
+        finished_at=report.finished_at or report.started_at,
+        ok=report.error is None,
+        error_kind=report.error,
+        writes=report.writes,
+        counts=counts,
+    )
+
+
+@dataclass
+class RevertReport:
+    removed: list[EventRef] = field(default_factory=list)
+    left_edited: list[EventRef] = field(default_factory=list)
+    failed: list[EventRef] = field(default_factory=list)
+
+
+def revert_calendar(
+    provider: CalendarProvider, store: Store, now: datetime, *, dry_run: bool = False
+) -> RevertReport:
+    """Remove every unedited block we wrote in this calendar; list the edited ones left."""
+    result = RevertReport()
+    records = store.records(provider.name)
+    refs = sorted(ref for ref, rec in records.items() if rec.block_hash)
+    writes: list[DescriptionWrite] = []
+    for ref in refs:
+        meeting = provider.get(ref)
+        if meeting is None:
+            continue
+        known = meeting.stored_hash or records[ref].block_hash
+        merged = merge_block(meeting.description, meeting.description_format, None, known)
+        if merged.outcome.value == "left_edited":
+            result.left_edited.append(ref)
+        elif merged.outcome.value == "removed":
+            result.removed.append(ref)
+            writes.append(DescriptionWrite(ref, meeting.etag, merged.description, None))
+    if dry_run or not writes:
+        return result
+    outcomes = provider.write(writes)
+    upserts = []
+    for write, outcome in zip(writes, outcomes, strict=True):
+        if not outcome.ok:
+            result.removed.remove(write.ref)
+            result.failed.append(write.ref)
+            continue
+        rec = records[write.ref]
+        upserts.append(
+            EventRecord(
+                ref=rec.ref, kind=rec.kind, reason="reverted", action="removed",
+                block_hash=None, revisit_at=None, pending_write=False, updated_at=now,
+            )
+        )
+    run = RunSummary(
+        calendar=provider.name, started_at=now, finished_at=now, ok=not result.failed,
+        error_kind=None, writes=len(upserts), counts={"action.removed": len(upserts)},
+    )
+    store.commit_cycle(provider.name, None, upserts, [], run)
+    return result
+
+
+def utc_now() -> datetime:
+    """The runtime's clock. Only the CLI and the daemon call it."""
+    return datetime.now(UTC)
+
+
+def summarise(reports: Iterable[CycleReport]) -> dict[str, Any]:
+    """Merge per-calendar reports into the JSON object ``sync --json`` prints."""
+    total: dict[str, Any] = {
+        "writes": 0,
+        "requests": Counter(),
+        "actions": Counter(),
+        "skipped": Counter(),
+        "errors": Counter(),
+        "conflicts": 0,
+        "full_resync": [],
+        "events": [],
+        "calendars": {},
+    }
+    for r in reports:
+        total["writes"] += r.writes
+        total["conflicts"] += r.conflicts
+        total["requests"].update(r.requests)
+        total["actions"].update(r.actions)
+        total["skipped"].update(r.skipped)
+        total["errors"].update(r.errors)
+        if r.full_resync:
+            total["full_resync"].append(r.calendar)
+        total["events"].extend(r.event_entries())
+        total["calendars"][r.calendar] = {"ok": r.ok, "error": r.error, "writes": r.writes}
+    for key in ("requests", "actions", "skipped", "errors"):
+        total[key] = dict(sorted(total[key].items()))
+    return total

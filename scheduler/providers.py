@@ -1,0 +1,47 @@
+"""Build calendar providers from the validated config (config -> constructor kwargs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from integrations.calendars.base import CalendarProvider, provider_class
+
+
+def build_provider(calendar: Any) -> CalendarProvider:
+    """Instantiate the provider for one ``calendars[]`` entry of the config."""
+    cls = provider_class(calendar.provider)
+    kind = calendar.provider
+    if kind == "memory":
+        provider: CalendarProvider = cls(name=calendar.name, owner=calendar.owner)
+    elif kind == "vdir":
+        provider = cls(
+            name=calendar.name,
+            path=calendar.path,
+            owner=calendar.owner,
+            default_timezone=calendar.timezone or "UTC",
+        )
+    elif kind == "google":
+        provider = cls(
+            name=calendar.name,
+            owner=calendar.owner,
+            calendar_id=calendar.calendar_id,
+            credentials=calendar.credentials,
+            subject=calendar.subject,
+            api_endpoint=calendar.api_endpoint,
+            batch_size=calendar.batch_size,
+            writes_per_minute=calendar.writes_per_minute,
+        )
+    elif kind == "caldav":
+        provider = cls(
+            name=calendar.name,
+            url=calendar.url,
+            username=calendar.username,
+            password=calendar.password.get_secret_value() if calendar.password else None,
+            calendar=calendar.calendar,
+            owner=calendar.owner,
+            verify_tls=calendar.verify_tls,
+            default_timezone=getattr(calendar, "timezone", None) or "UTC",
+        )
+    else:  # pragma: no cover - config validation rejects unknown providers
+        raise ValueError(f"unknown provider {kind!r}")
+    return provider
