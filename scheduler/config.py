@@ -1,0 +1,800 @@
+"""The one YAML config file, validated once into frozen typed objects.
+
+``load_config`` reads the file, substitutes ``${VAR}`` from the environment,
+validates everything with pydantic and cross-checks references between
+sections. Every problem is collected first and raised together as one
+:class:`~agendas.errors.ConfigError`, each as ``FILE:LINE: key.path: message``.
+Lines come from PyYAML's composed node tree, so a pydantic ``loc`` such as
+``("org", "teams", 0, "locale")`` points at the line an admin has to edit.
+
+Relative paths (a vdir folder, a credentials file, the template folder, a
+relative SQLite file) are resolved against the folder of the config file, so
+the daemon behaves the same whatever its working directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import re
+from collections.abc import Iterator, Mapping
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from agendas.errors import ConfigError
+from agendas.policy import Focus, OptOut, Org, Policy, Rules, Team
+
+Loc = tuple[str | int, ...]
+
+# ---------------------------------------------------------------------------
+# Field types
+# ---------------------------------------------------------------------------
+
+
+class _ProblemAt(ValueError):
+    """A model-level check that knows which key is wrong (pydantic would blame the model)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _check_email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError("not an email address (name@domain)")
+    return value
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("use letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+    return value
+
+
+def _check_domain(value: str) -> str:
+    domain = value.strip().lstrip("@").lower()
+    if not _DOMAIN.match(domain):
+        raise ValueError("not a domain name (example.com)")
+    return domain
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name such as Europe/Stockholm)"
+        ) from None
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    return value
+
+
+def _base_dir(info: ValidationInfo) -> Path | None:
+    context = info.context or {}
+    base = context.get("base_dir")
+    return Path(base) if base is not None else None
+
+
+def _resolve(path: Path, info: ValidationInfo) -> Path:
+    path = path.expanduser()
+    base = _base_dir(info)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path
+
+
+def _existing_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise ValueError(f"folder not found: {path}")
+    return path
+
+
+def _credentials(value: object, info: ValidationInfo) -> Path | Literal["anonymous"]:
+    """A credentials file (service-account key or OAuth token), or ``anonymous``."""
+    if value == "anonymous":
+        return "anonymous"
+    if not isinstance(value, str | Path) or not str(value).strip():
+        raise ValueError("give the path of a credentials file, or 'anonymous'")
+    path = _resolve(Path(value), info)
+    if not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+def is_loopback_url(url: str | None) -> bool:
+    """True when ``url`` points at this machine (127.0.0.0/8, ::1, localhost)."""
+    if not url:
+        return False
+    host = urlsplit(url).hostname or ""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Email = Annotated[str, AfterValidator(_check_email)]
+Name = Annotated[str, AfterValidator(_check_name)]
+Domain = Annotated[str, AfterValidator(_check_domain)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+RelativePath = Annotated[Path, AfterValidator(_resolve)]
+Credentials = Annotated[Path | Literal["anonymous"], PlainValidator(_credentials)]
+Locale = Literal["en", "sv"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------
+
+_SQLITE = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?):///(?P<path>[^?]*)(?P<query>\?.*)?$")
+
+
+class StorageConfig(_Frozen):
+    """Where we keep hashes, ids, cursors and the reminder outbox."""
+
+    # Validated even when omitted, so the default file lands next to the config file.
+    url: str = Field(default="sqlite:///feedback-agendas.db", validate_default=True)
+
+    @field_validator("url")
+    @classmethod
+    def _known_database(cls, url: str, info: ValidationInfo) -> str:
+        sqlite = _SQLITE.match(url)
+        if sqlite:
+            file = sqlite["path"]
+            if file and file != ":memory:" and not file.startswith("/"):
+                file = str(_resolve(Path(file), info))
+            return f"{sqlite['scheme']}:///{file}{sqlite['query'] or ''}"
+        if url in ("sqlite://", "sqlite:///"):
+            return url
+        scheme, sep, rest = url.partition("://")
+        if sep and scheme in ("postgresql", "postgres"):
+            # We ship psycopg 3; a bare scheme would make SQLAlchemy look for psycopg2.
+            return f"postgresql+psycopg://{rest}"
+        if sep and scheme == "postgresql+psycopg":
+            return url
+        raise ValueError("use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A PostgreSQL URL may carry a password; repr/str must never show it.
+        yield "url", _mask_url_password(self.url)
+
+
+def _mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
+class _CalendarBase(_Frozen):
+    name: Name
+    owner: Email
+
+
+class VdirCalendar(_CalendarBase):
+    """A local folder of .ics files, one event (with its overrides) per file."""
+
+    provider: Literal["vdir"]
+    path: RelativePath
+    timezone: TimeZoneName | None = None
+
+
+class MemoryCalendar(_CalendarBase):
+    """An in-memory calendar for tests and dry runs."""
+
+    provider: Literal["memory"]
+
+
+class GoogleCalendar(_CalendarBase):
+    """A Google calendar through Calendar API v3."""
+
+    provider: Literal["google"]
+    credentials: Credentials
+    subject: Email | None = None
+    calendar_id: NonEmptyStr = "primary"
+    api_endpoint: HttpUrl | None = None
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    writes_per_minute: int = Field(default=60, ge=1)
+
+    @model_validator(mode="after")
+    def _anonymous_only_on_loopback(self) -> GoogleCalendar:
+        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
+            raise _ProblemAt(
+                "credentials",
+                "'anonymous' is allowed only with an api_endpoint on this machine "
+                "(127.0.0.1, ::1 or localhost)",
+            )
+        return self
+
+
+class CaldavCalendar(_CalendarBase):
+    """A calendar on a CalDAV server."""
+
+    provider: Literal["caldav"]
+    url: HttpUrl
+    username: str | None = None
+    password: SecretStr | None = None
+    calendar: NonEmptyStr
+    verify_tls: bool = True
+    timezone: TimeZoneName | None = None
+
+
+CalendarConfig = Annotated[
+    VdirCalendar | MemoryCalendar | GoogleCalendar | CaldavCalendar,
+    Field(discriminator="provider"),
+]
+CALENDAR_PROVIDERS = ("vdir", "google", "caldav", "memory")
+
+
+class DirectoryConfig(_Frozen):
+    """Where to learn who manages whom (the Admin SDK Directory)."""
+
+    provider: Literal["google"]
+    credentials: Credentials
+    subject: Email | None = None
+    domain: Domain | None = None
+    api_endpoint: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _anonymous_only_on_loopback(self) -> DirectoryConfig:
+        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
+            raise _ProblemAt(
+                "credentials", "'anonymous' is allowed only with an api_endpoint on this machine"
+            )
+        return self
+
+
+class TeamConfig(_Frozen):
+    name: Name
+    manager: Email
+    members: tuple[Email, ...] = ()
+    locale: Locale = "en"
+    timezone: TimeZoneName = "UTC"
+    goals: tuple[NonEmptyStr, ...] = ()
+    positive_only_until: date | None = None
+    # Apprise URLs often embed tokens or passwords.
+    notify: tuple[SecretStr, ...] = ()
+
+
+class OrgConfig(_Frozen):
+    internal_domains: tuple[Domain, ...] = Field(min_length=1)
+    teams: tuple[TeamConfig, ...] = ()
+    directory: DirectoryConfig | None = None
+
+
+class TeamNormConfig(_Frozen):
+    enabled: bool = True
+    text: dict[Locale, NonEmptyStr] = Field(default_factory=dict)
+
+
+class PolicyConfig(_Frozen):
+    horizon_days: int = Field(default=14, ge=1, le=366)
+    team_meeting_keywords: tuple[NonEmptyStr, ...] = (
+        "standup",
+        "stand-up",
+        "team",
+        "retro",
+        "veckomöte",
+    )
+    one_on_one_focus: Focus = Focus.BETTER
+    team_norm: TeamNormConfig = TeamNormConfig()
+    trust_checkin: bool = True
+    templates: Annotated[RelativePath, AfterValidator(_existing_dir)] | None = None
+
+
+class OptOutConfig(_Frozen):
+    users: tuple[Email, ...] = ()
+    teams: tuple[str, ...] = ()
+    calendars: tuple[str, ...] = ()
+    marker: NonEmptyStr = "#no-agenda"
+
+
+class ServerConfig(_Frozen):
+    host: NonEmptyStr = "127.0.0.1"
+    port: int = Field(default=8787, ge=0, le=65535)  # 0 = pick a free port
+    public_url: HttpUrl | None = None
+
+
+class SyncConfig(_Frozen):
+    interval_seconds: int = Field(default=300, ge=1)
+    jitter: float = Field(default=0.25, ge=0, le=1)
+
+
+class QuietHours(_Frozen):
+    start: dt.time
+    end: dt.time
+
+
+class WeeklyDigest(_Frozen):
+    weekday: Weekday = "fri"
+    time: dt.time = dt.time(15, 0)
+
+
+class RemindersConfig(_Frozen):
+    before_team_meeting_minutes: int = Field(default=60, ge=0)
+    before_one_on_one_minutes: int = Field(default=60, ge=0)
+    quiet_hours: QuietHours | None = None
+    celebrations: bool = True
+    weekly_digest: WeeklyDigest | None = WeeklyDigest()
+    max_attempts: int = Field(default=5, ge=1)
+
+
+class PersonConfig(_Frozen):
+    email: Email
+    notify: tuple[SecretStr, ...] = ()
+
+
+class AppConfig(_Frozen):
+    """The whole validated config. Build it with :func:`load_config`."""
+
+    storage: StorageConfig = StorageConfig()
+    calendars: tuple[CalendarConfig, ...] = Field(min_length=1)
+    org: OrgConfig
+    policy: PolicyConfig = PolicyConfig()
+    opt_out: OptOutConfig = OptOutConfig()
+    server: ServerConfig = ServerConfig()
+    sync: SyncConfig = SyncConfig()
+    reminders: RemindersConfig = RemindersConfig()
+    people: tuple[PersonConfig, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_storage_is_relative_too(cls, data: Any) -> Any:
+        # A default instance would skip validation; an empty section gets the config's folder.
+        if isinstance(data, dict) and "storage" not in data:
+            return {**data, "storage": {}}
+        return data
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Things that are allowed but unsafe; the CLI prints them."""
+        found = []
+        for index, calendar in enumerate(self.calendars):
+            if not isinstance(calendar, CaldavCalendar):
+                continue
+            where = f"calendars[{index}] ({calendar.name})"
+            if not calendar.verify_tls:
+                found.append(f"{where}: verify_tls is off; the server's certificate is not checked")
+            if (
+                calendar.password is not None
+                and urlsplit(calendar.url).scheme == "http"
+                and not is_loopback_url(calendar.url)
+            ):
+                found.append(f"{where}: the password is sent without TLS (http://)")
+        return tuple(found)
+
+    def rules(self) -> Rules:
+        """The core's frozen policy objects, with every address in lower case."""
+        org = Org(
+            internal_domains=frozenset(self.org.internal_domains),
+            teams=tuple(
+                Team(
+                    name=team.name,
+                    manager=team.manager.lower(),
+                    members=frozenset(member.lower() for member in team.members),
+                    locale=team.locale,
+                    timezone=team.timezone,
+                    goals=team.goals,
+                    positive_only_until=team.positive_only_until,
+                    notify=tuple(url.get_secret_value() for url in team.notify),
+                )
+                for team in self.org.teams
+            ),
+        )
+        policy = Policy(
+            horizon_days=self.policy.horizon_days,
+            team_meeting_keywords=tuple(k.lower() for k in self.policy.team_meeting_keywords),
+            one_on_one_focus=self.policy.one_on_one_focus,
+            team_norm_enabled=self.policy.team_norm.enabled,
+            team_norm_text={str(k): v for k, v in self.policy.team_norm.text.items()},
+            trust_checkin=self.policy.trust_checkin,
+        )
+        opt_out = OptOut(
+            users=frozenset(user.lower() for user in self.opt_out.users),
+            teams=frozenset(self.opt_out.teams),
+            calendars=frozenset(self.opt_out.calendars),
+            marker=self.opt_out.marker,
+        )
+        return Rules(org=org, policy=policy, opt_out=opt_out)
+
+
+# ---------------------------------------------------------------------------
+# Reading the file
+# ---------------------------------------------------------------------------
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1 base-60 integers, so ``start: 20:00`` stays a string.
+
+    An impossible date (``2026-13-01``) stays a string too, so that validation
+    reports it at its key instead of the whole file failing to load.
+    """
+
+    def construct_yaml_timestamp(self, node: ScalarNode) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _ConfigLoader.construct_yaml_timestamp)
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _INT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    _INT_TAG,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_ENV_REFERENCE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def format_key_path(loc: Loc) -> str:
+    """``("org", "teams", 0, "locale")`` -> ``org.teams[0].locale``."""
+    text = ""
+    for part in loc:
+        if part == "[key]":  # pydantic's marker for "the key itself is wrong"
+            continue
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _walk(node: Node, loc: Loc, seen: set[int]) -> Iterator[tuple[Loc, Node, Node | None]]:
+    """Every node below ``node`` with its key path and, in a mapping, its key node."""
+    if id(node) in seen:  # anchors and aliases share nodes; aliases may even recurse
+        return
+    seen.add(id(node))
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            part: str | int = key_node.value if isinstance(key_node, ScalarNode) else "?"
+            yield (*loc, part), value_node, key_node
+            yield from _walk(value_node, (*loc, part), seen)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            yield (*loc, index), item, None
+            yield from _walk(item, (*loc, index), seen)
+
+
+def _substitute_environment(root: Node, environ: Mapping[str, str]) -> list[tuple[Node, Loc, str]]:
+    """Replace ``${VAR}`` in string values in place; ``$${`` stays a literal ``${``.
+
+    Returns a problem per missing variable. The value itself is never put in a
+    message: it is usually a secret.
+    """
+    problems: list[tuple[Node, Loc, str]] = []
+    for loc, node, _key in _walk(root, (), set()):
+        if not isinstance(node, ScalarNode) or node.tag != _STR_TAG or "${" not in node.value:
+            continue
+
+        def replace(match: re.Match[str], loc: Loc = loc, node: Node = node) -> str:
+            escaped, name = match.group(1), match.group(2)
+            if escaped:
+                return "${" + name + "}"
+            if name not in environ:
+                problems.append((node, loc, f"environment variable {name} is not set"))
+                return match.group(0)
+            return environ[name]
+
+        node.value = _ENV_REFERENCE.sub(replace, node.value)
+    return problems
+
+
+def _duplicate_keys(root: Node) -> list[tuple[Node, Loc, str]]:
+    """PyYAML silently keeps the last of two equal keys; an admin wants to hear about it."""
+    problems: list[tuple[Node, Loc, str]] = []
+    mappings = [((), root)] + [(loc, node) for loc, node, _key in _walk(root, (), set())]
+    for loc, node in mappings:
+        if not isinstance(node, MappingNode):
+            continue
+        keys: set[str] = set()
+        for key_node, _value in node.value:
+            if not isinstance(key_node, ScalarNode):
+                continue
+            if key_node.value in keys:
+                problems.append((key_node, (*loc, key_node.value), "duplicate key"))
+            keys.add(key_node.value)
+    return problems
+
+
+def line_of(root: Node, loc: Loc) -> int:
+    """The 1-based line an admin has to edit for ``loc`` (already without union tags).
+
+    A key that is there points at its own line; a missing key at the line of
+    the mapping it is missing from.
+    """
+    node: Node = root
+    line = node.start_mark.line
+    for part in loc:
+        if isinstance(node, MappingNode):
+            if part == "[key]":
+                continue
+            found = next(
+                (
+                    (key, value)
+                    for key, value in node.value
+                    if isinstance(key, ScalarNode) and key.value == part
+                ),
+                None,
+            )
+            if found is None:
+                break
+            line = found[0].start_mark.line
+            node = found[1]
+        elif isinstance(node, SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                break
+            node = node.value[part]
+            line = node.start_mark.line
+        else:
+            break
+    return line + 1
+
+
+def _is_union_tag(node: MappingNode, part: str | int) -> bool:
+    return any(
+        isinstance(key, ScalarNode)
+        and key.value == "provider"
+        and isinstance(value, ScalarNode)
+        and value.value == part
+        for key, value in node.value
+    )
+
+
+def _strip_union_tags(root: Node, loc: Loc) -> Loc:
+    """Drop the discriminator values pydantic inserts (``calendars[0].vdir.path``)."""
+    kept: list[str | int] = []
+    node: Node | None = root
+    for part in loc:
+        if isinstance(node, MappingNode):
+            found = next(
+                (v for k, v in node.value if isinstance(k, ScalarNode) and k.value == part), None
+            )
+            if found is None and _is_union_tag(node, part):
+                continue
+            node = found
+        elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+        kept.append(part)
+    return tuple(kept)
+
+
+def _describe_error(error: Mapping[str, Any]) -> tuple[Loc, str]:
+    """A pydantic error as (loc, message), in words an admin understands."""
+    loc: Loc = tuple(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return loc, "unknown key"
+    if kind == "missing":
+        return loc, "missing required key"
+    if kind == "union_tag_not_found":
+        return (*loc, "provider"), "missing required key"
+    if kind == "union_tag_invalid":
+        choices = ", ".join(CALENDAR_PROVIDERS)
+        return (*loc, "provider"), f"should be one of: {choices}"
+    if kind == "value_error":
+        cause = ctx.get("error")
+        if isinstance(cause, _ProblemAt):
+            return (*loc, cause.key), str(cause)
+        if cause is not None:
+            return loc, str(cause)
+    return loc, str(error["msg"])
+
+
+def _without_consequential_errors(errors: list[Any]) -> list[Any]:
+    """Drop "too short" for a list whose items failed: pydantic counts only the valid ones."""
+
+    def has_failed_items(loc: tuple[Any, ...]) -> bool:
+        return any(
+            len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == loc
+            for other in errors
+        )
+
+    return [
+        error
+        for error in errors
+        if not (error["type"] == "too_short" and has_failed_items(tuple(error["loc"])))
+    ]
+
+
+def _cross_reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Checks between entries and sections, on the raw data so they run even beside other errors."""
+    problems: list[tuple[Loc, str]] = []
+
+    def entries(section: object, key: str) -> list[tuple[int, dict[str, Any]]]:
+        if not isinstance(section, Mapping):
+            return []
+        items = section.get(key)
+        if not isinstance(items, list):
+            return []
+        return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+
+    def unique(where: Loc, items: list[tuple[int, dict[str, Any]]], key: str, what: str) -> None:
+        first: dict[str, int] = {}
+        for index, item in items:
+            value = item.get(key)
+            if not isinstance(value, str):
+                continue
+            folded = value.lower()
+            if folded in first:
+                problems.append(
+                    (
+                        (*where, index, key),
+                        f"duplicate {what} (also {format_key_path((*where, first[folded]))})",
+                    )
+                )
+            else:
+                first[folded] = index
+
+    calendars = entries(data, "calendars")
+    unique(("calendars",), calendars, "name", "calendar name")
+    org = data.get("org")
+    teams = entries(org, "teams")
+    unique(("org", "teams"), teams, "name", "team name")
+    unique(("people",), entries(data, "people"), "email", "person")
+
+    domains = org.get("internal_domains") if isinstance(org, Mapping) else None
+    if isinstance(domains, list):
+        internal = {str(d).strip().lstrip("@").lower() for d in domains}
+        for index, team in teams:
+            addresses: list[tuple[Loc, object]] = [(("manager",), team.get("manager"))]
+            members = team.get("members")
+            if isinstance(members, list):
+                addresses += [(("members", i), m) for i, m in enumerate(members)]
+            for sub_loc, address in addresses:
+                if (
+                    isinstance(address, str)
+                    and "@" in address
+                    and address.rpartition("@")[2].lower() not in internal
+                ):
+                    problems.append(
+                        (
+                            ("org", "teams", index, *sub_loc),
+                            f"{address} is not in org.internal_domains",
+                        )
+                    )
+
+    opt_out = data.get("opt_out")
+    if isinstance(opt_out, Mapping):
+        known = {
+            "teams": ({t.get("name") for _i, t in teams}, "team"),
+            "calendars": ({c.get("name") for _i, c in calendars}, "calendar"),
+        }
+        for key, (names, what) in known.items():
+            listed = opt_out.get(key)
+            if not isinstance(listed, list):
+                continue
+            for index, name in enumerate(listed):
+                if name not in names:
+                    problems.append(((("opt_out", key, index)), f"no {what} named {name!r}"))
+    return problems
+
+
+Problem = tuple[int, str]  # (line, message); line 0 = the whole file
+
+
+def _read_yaml(path: Path, environ: Mapping[str, str]) -> tuple[Node | None, Any, list[Problem]]:
+    """Parse the file into (node tree, data, problems with their lines)."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, None, [(0, f"{source}: cannot read the file: {exc.strerror or exc}")]
+    except UnicodeDecodeError:
+        return None, None, [(0, f"{source}: the file is not UTF-8 text")]
+    loader = _ConfigLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None, [(1, f"{source}:1: the file is empty")]
+        located = _duplicate_keys(root) + _substitute_environment(root, environ)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        where = f"{source}:{line}" if line else source
+        reason = exc.problem or exc.context or "invalid YAML"
+        return None, None, [(line, f"{where}: YAML syntax error: {reason}")]
+    finally:
+        loader.dispose()
+    problems = [
+        (node.start_mark.line + 1, f"{format_key_path(loc)}: {message}")
+        for node, loc, message in located
+    ]
+    return root, data, [(line, f"{source}:{line}: {text}") for line, text in problems]
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Read, substitute and validate the config file at ``path``.
+
+    ``environ`` supplies ``${VAR}`` values (default: ``os.environ``).
+    Raises :class:`~agendas.errors.ConfigError` listing every problem, in file
+    order, as ``FILE:LINE: key.path: message``.
+    """
+    path = Path(path)
+    source = str(path)
+    root, data, problems = _read_yaml(path, os.environ if environ is None else environ)
+    if root is None:
+        raise ConfigError([text for _line, text in problems])
+    if not isinstance(data, dict):
+        problems.append((1, f"{source}:1: the file must be a mapping of sections"))
+        raise ConfigError([text for _line, text in problems])
+
+    found: list[tuple[Loc, str]] = []
+    config: AppConfig | None = None
+    try:
+        config = AppConfig.model_validate(data, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        errors = _without_consequential_errors(exc.errors(include_url=False, include_input=False))
+        for error in errors:
+            loc, message = _describe_error(error)
+            found.append((_strip_union_tags(root, loc), message))
+    found += _cross_reference_problems(data)
+
+    for loc, message in found:
+        line = line_of(root, loc)
+        key = format_key_path(loc)
+        problems.append(
+            (line, f"{source}:{line}: {key}: {message}" if key else f"{source}:{line}: {message}")
+        )
+    if problems or config is None:
+        # sorted() is stable, so problems on one line keep the order they were found in.
+        ordered = sorted(dict.fromkeys(problems), key=lambda problem: problem[0])
+        raise ConfigError([text for _line, text in ordered])
+    return config
+
+
+def check_config(path: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem in the config file at ``path``; an empty list means it is valid."""
+    try:
+        load_config(path, environ)
+    except ConfigError as exc:
+        return exc.problems
+    return []
