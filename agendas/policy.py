@@ -31,7 +31,7 @@ class Team:
     timezone: str = "UTC"
     goals: tuple[str, ...] = ()
     positive_only_until: date | None = None  # R2: praise only until this date (inclusive)
-    notify: tuple[str, ...] = ()
+    notify: tuple[str, ...] = field(default=(), repr=False)  # URLs may hold tokens
 
     @property
     def people(self) -> frozenset[str]:

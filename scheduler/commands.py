@@ -19,7 +19,14 @@ from scheduler.engine import CycleReport, RevertReport, revert_calendar, run_cyc
 from scheduler.providers import build_provider
 from scheduler.store import Store
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "config.example.yaml"
+def _example_config() -> Path:
+    """The repo's config.example.yaml; an installed package carries a copy in ``examples``."""
+    root = Path(__file__).resolve().parent.parent
+    in_repo = root / "config.example.yaml"
+    return in_repo if in_repo.exists() else root / "examples" / "config.example.yaml"
+
+
+EXAMPLE_CONFIG = _example_config()
 
 
 def make_renderer(cfg: AppConfig) -> AgendaRenderer:
