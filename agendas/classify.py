@@ -1,0 +1,228 @@
+"""Is this meeting a 1:1, a team meeting, or something we leave alone?
+
+Classification fails closed: whatever is uncertain is skipped, and nothing
+uncertain is ever called a 1:1 (R4). The checks run in a fixed order, so the
+reason given is the most fundamental one:
+
+1. facts that forbid any write (I6): cancelled, all-day, private, locked,
+   not a plain meeting, not ours, not editable;
+2. opt-outs: calendar, marker in the event, a participant;
+3. structure: who takes part, which decides 1:1, team meeting or neither.
+
+Time plays no part here; :mod:`agendas.decide` handles past and far-future
+occurrences.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+
+from agendas.model import Attendee, EventType, Meeting, Status, Visibility
+from agendas.policy import Rules, Team
+
+
+class MeetingKind(StrEnum):
+    ONE_ON_ONE = "one_on_one"
+    TEAM = "team"
+    SKIP = "skip"
+
+
+class SkipReason(StrEnum):
+    """Why a meeting gets no agenda. The values are the codes in reports and records."""
+
+    CANCELLED = "cancelled"
+    ALL_DAY = "all_day"
+    PRIVATE = "private"
+    LOCKED = "locked"
+    OUT_OF_OFFICE = "out_of_office"
+    FOCUS_TIME = "focus_time"
+    EVENT_TYPE = "event_type"  # any other non-default event type
+    NOT_ORGANIZER = "not_organizer"
+    NOT_EDITABLE = "not_editable"
+    OPTED_OUT_CALENDAR = "opted_out_calendar"
+    OPTED_OUT_MARKER = "opted_out_marker"
+    OPTED_OUT_USER = "opted_out_user"
+    OPTED_OUT_TEAM = "opted_out_team"
+    EXTERNAL_GUEST = "external_guest"
+    ATTENDEES_OMITTED = "attendees_omitted"
+    GROUP_ADDRESS = "group_address"
+    NOT_A_MEETING = "not_a_meeting"  # fewer than two people
+    NOT_MANAGER_AND_REPORT = "not_manager_and_report"
+    NOT_A_TEAM_MEETING = "not_a_team_meeting"
+    BAD_RECURRENCE = "bad_recurrence"  # the series cannot be expanded: we cannot tell when
+    PAST = "past"
+    OUTSIDE_HORIZON = "outside_horizon"
+
+    @property
+    def write_forbidden(self) -> bool:
+        """True when nothing may be written to the event at all, not even a removal (I6)."""
+        return self in _WRITE_FORBIDDEN
+
+
+_WRITE_FORBIDDEN = frozenset(
+    {
+        SkipReason.CANCELLED,
+        SkipReason.ALL_DAY,
+        SkipReason.PRIVATE,
+        SkipReason.LOCKED,
+        SkipReason.OUT_OF_OFFICE,
+        SkipReason.FOCUS_TIME,
+        SkipReason.EVENT_TYPE,
+        SkipReason.NOT_ORGANIZER,
+        SkipReason.NOT_EDITABLE,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The kind of a meeting; ``reason`` is set for skips.
+
+    ``team`` is the team the agenda belongs to (its goals, locale, time zone);
+    ``counterpart`` is the report in a 1:1.
+    """
+
+    kind: MeetingKind
+    reason: SkipReason | None = None
+    team: str | None = None
+    counterpart: str | None = None
+
+
+def skip(reason: SkipReason) -> Classification:
+    """A skip classification with ``reason``."""
+    return Classification(kind=MeetingKind.SKIP, reason=reason)
+
+
+def classify_meeting(meeting: Meeting, rules: Rules) -> Classification:
+    """Classify ``meeting`` as a 1:1, a team meeting, or a skip with a reason."""
+    forbidden = _write_forbidden_reason(meeting)
+    if forbidden is not None:
+        return skip(forbidden)
+
+    organizer = _organizer(meeting)
+    people = _people(meeting.attendees)
+    humans = set(people) | {organizer}
+
+    opted_out = _opt_out_reason(meeting, rules, humans)
+    if opted_out is not None:
+        return skip(opted_out)
+
+    if any(not rules.org.is_internal(email) for email in humans):
+        return skip(SkipReason.EXTERNAL_GUEST)
+    if meeting.attendees_omitted:
+        return skip(SkipReason.ATTENDEES_OMITTED)
+    if any(a.group and not a.resource for a in meeting.attendees):
+        return skip(SkipReason.GROUP_ADDRESS)
+    if len(humans) < 2:
+        return skip(SkipReason.NOT_A_MEETING)
+    if len(humans) == 2:
+        return _classify_pair(humans, rules)
+    return _classify_group(meeting.title, humans, rules)
+
+
+def _write_forbidden_reason(meeting: Meeting) -> SkipReason | None:
+    if meeting.status is Status.CANCELLED:
+        return SkipReason.CANCELLED
+    if meeting.all_day:
+        return SkipReason.ALL_DAY
+    if meeting.visibility in (Visibility.PRIVATE, Visibility.CONFIDENTIAL):
+        return SkipReason.PRIVATE
+    if meeting.locked:
+        return SkipReason.LOCKED
+    if meeting.event_type is not EventType.DEFAULT:
+        return _EVENT_TYPE_REASONS.get(meeting.event_type, SkipReason.EVENT_TYPE)
+    if _organizer(meeting) != meeting.owner.strip().lower():
+        return SkipReason.NOT_ORGANIZER
+    if not meeting.editable:
+        return SkipReason.NOT_EDITABLE
+    return None
+
+
+_EVENT_TYPE_REASONS = {
+    EventType.OUT_OF_OFFICE: SkipReason.OUT_OF_OFFICE,
+    EventType.FOCUS_TIME: SkipReason.FOCUS_TIME,
+}
+
+
+def _organizer(meeting: Meeting) -> str:
+    # An event without an organizer is a plain event in the owner's own
+    # calendar (iCalendar only names an organizer for scheduled meetings).
+    return (meeting.organizer or meeting.owner).strip().lower()
+
+
+def _people(attendees: Iterable[Attendee]) -> list[str]:
+    """Invited people: every attendee that is not a room, equipment or group.
+
+    Declined attendees still count: they were invited, and failing closed
+    means a 1:1 with a third person who declined is not a 1:1.
+    """
+    return [a.email.strip().lower() for a in attendees if not a.resource and not a.group]
+
+
+def _opt_out_reason(meeting: Meeting, rules: Rules, humans: set[str]) -> SkipReason | None:
+    opt_out = rules.opt_out
+    if meeting.ref.calendar in opt_out.calendars:
+        return SkipReason.OPTED_OUT_CALENDAR
+    marker = opt_out.marker.strip().casefold()
+    if marker and (marker in meeting.title.casefold() or marker in meeting.description.casefold()):
+        return SkipReason.OPTED_OUT_MARKER
+    everyone = humans | {a.email.strip().lower() for a in meeting.attendees if not a.resource}
+    if everyone & {u.lower() for u in opt_out.users}:
+        return SkipReason.OPTED_OUT_USER
+    return None
+
+
+def _classify_pair(humans: set[str], rules: Rules) -> Classification:
+    """Two people: a 1:1 only when one manages a team the other is a member of."""
+    matches = [
+        (team, other)
+        for team in rules.org.teams
+        for manager, other in _both_orders(humans)
+        if manager == team.manager and other in team.members
+    ]
+    if not matches:
+        return skip(SkipReason.NOT_MANAGER_AND_REPORT)
+    # The same pair in several teams: if any of them opted out, so does the 1:1.
+    if any(team.name in rules.opt_out.teams for team, _ in matches):
+        return skip(SkipReason.OPTED_OUT_TEAM)
+    team, report = matches[0]
+    return Classification(kind=MeetingKind.ONE_ON_ONE, team=team.name, counterpart=report)
+
+
+def _both_orders(pair: set[str]) -> list[tuple[str, str]]:
+    first, second = sorted(pair)
+    return [(first, second), (second, first)]
+
+
+def _classify_group(title: str, humans: set[str], rules: Rules) -> Classification:
+    """Three or more people: a team meeting by majority or by a title keyword."""
+    best: Team | None = None
+    best_present = 0
+    for team in rules.org.teams:  # config order breaks ties
+        present = len(humans & team.people)
+        if present > best_present:
+            best, best_present = team, present
+    majority = best_present * 2 > len(humans)
+    if not majority and not _title_has_keyword(title, rules.policy.team_meeting_keywords):
+        return skip(SkipReason.NOT_A_TEAM_MEETING)
+    if best is not None and best.name in rules.opt_out.teams:
+        return skip(SkipReason.OPTED_OUT_TEAM)
+    return Classification(kind=MeetingKind.TEAM, team=best.name if best else None)
+
+
+def _title_has_keyword(title: str, keywords: tuple[str, ...]) -> bool:
+    pattern = _keyword_pattern(keywords)
+    return pattern is not None and pattern.search(title) is not None
+
+
+@lru_cache(maxsize=64)
+def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex matching any keyword as a whole word ("stand-up", not "standupish")."""
+    words = [re.escape(k.strip()) for k in keywords if k.strip()]
+    if not words:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(words) + r")(?!\w)", re.IGNORECASE)
