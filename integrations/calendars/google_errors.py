@@ -1,0 +1,100 @@
+"""Translate the Google client's errors into our exception tree, where they enter.
+
+=====================================================  ==========================
+Google says                                            we raise
+=====================================================  ==========================
+412 ``conditionNotMet``                                PreconditionFailed
+404, or 410 on a single event                          NotFound
+410 ``fullSyncRequired`` (or any 410 on a list)         CursorExpired
+429, 403 ``rateLimitExceeded``/``userRateLimitExceeded``  RateLimited (retry_after)
+5xx, timeouts, connection resets                       TransientError
+403 ``quotaExceeded``/``dailyLimitExceeded``           QuotaExceeded
+401, other 403                                         PermissionDenied
+=====================================================  ==========================
+
+Messages carry the status and reason only, never a response body.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import httplib2
+from googleapiclient.errors import HttpError
+
+from agendas.errors import (
+    CursorExpired,
+    FeedbackAgendasError,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    ProviderError,
+    QuotaExceeded,
+    RateLimited,
+    TransientError,
+)
+
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
+
+# Errors raised by the transport below the client: worth a retry.
+TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    socket.timeout,
+    ConnectionError,
+    httplib2.HttpLib2Error,
+    OSError,
+)
+
+
+def error_reason(exc: HttpError) -> str:
+    """The first ``error.errors[].reason`` (or ``error.status``) of a Google error body."""
+    try:
+        body: Any = json.loads(exc.content.decode("utf-8") if exc.content else "{}")
+        error = body.get("error", {})
+        errors = error.get("errors") or []
+        if errors and isinstance(errors[0], dict) and errors[0].get("reason"):
+            return str(errors[0]["reason"])
+        return str(error.get("status", ""))
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return ""
+
+
+def retry_after_seconds(exc: HttpError) -> float | None:
+    """``Retry-After`` in seconds, if the response sent one as a number."""
+    value = exc.resp.get("retry-after") if exc.resp is not None else None
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def translate_http_error(exc: HttpError, *, operation: str) -> FeedbackAgendasError:
+    """Our error for ``exc``. ``operation`` is ``list``, ``get``, ``patch``, ``watch`` ..."""
+    status = int(exc.resp.status)
+    reason = error_reason(exc)
+    what = f"google {operation}: HTTP {status} {reason}".strip()
+    if status == 412:
+        return PreconditionFailed(what)
+    if status == 410 and operation == "list":
+        return CursorExpired(what)
+    if status in (404, 410):
+        return NotFound(what)
+    if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
+        return RateLimited(what, retry_after=retry_after_seconds(exc))
+    if status == 403 and reason in QUOTA_REASONS:
+        return QuotaExceeded(what)
+    if status >= 500:
+        return TransientError(what, retry_after=retry_after_seconds(exc))
+    if status in (401, 403):
+        return PermissionDenied(what)
+    return ProviderError(what)
+
+
+def translate_transport_error(exc: BaseException, *, operation: str) -> TransientError:
+    """A timeout or broken connection below the client."""
+    return TransientError(f"google {operation}: {type(exc).__name__}")
