@@ -23,6 +23,7 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from agendas.errors import (
+    CursorExpired,
     FeedbackAgendasError,
     NotFound,
     PermissionDenied,
@@ -137,7 +138,9 @@ class GoogleProvider:
             "maxResults": MAX_PAGE_SIZE,
             "quotaUser": self.quota_user,
         }
-        if cursor:
+        if cursor is not None:
+            if not cursor:
+                raise CursorExpired("google list: empty sync token")
             params["syncToken"] = cursor
         meetings: dict[EventRef, Meeting] = {}
         deleted: dict[EventRef, None] = {}

@@ -236,7 +236,9 @@ class FakeGoogleCalendarAPI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -566,7 +568,11 @@ class FakeGoogleCalendarAPI:
             else:
                 since = -1
                 if "syncToken" in params:
-                    token = _decode(params["syncToken"])
+                    # Google answers 410 for any token it cannot use, garbage included.
+                    try:
+                        token = _decode(params["syncToken"])
+                    except ApiError:
+                        raise ApiError(410, "fullSyncRequired", "Sync token is invalid") from None
                     if token.get("cal") != cal.calendar_id or token.get("gen") != cal.generation:
                         raise ApiError(410, "fullSyncRequired", "Sync token is no longer valid")
                     since = int(token["seq"])
@@ -860,8 +866,10 @@ def _encode(state: dict[str, Any]) -> str:
 def _decode(token: str) -> dict[str, Any]:
     try:
         decoded: dict[str, Any] = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(decoded, dict):
+            raise ValueError(token)
         return decoded
-    except ValueError:
+    except (ValueError, TypeError):
         raise ApiError(400, "invalid", "bad token") from None
 
 
