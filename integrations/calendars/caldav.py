@@ -13,8 +13,9 @@ for relative imports; ``import caldav`` here is absolute and gets the library.)
   log says so once.
 - **Reading data**: changed resources are fetched with one
   ``calendar-multiget`` REPORT per :data:`MULTIGET_CHUNK` hrefs, not a GET each.
-  A change whose etag is the one our own PUT returned is not fetched again, so
-  the cycle after a write is as cheap as a quiet one.
+  A change whose etag is that of the version held in memory (typically what
+  our own PUT stored) is reported from memory, not fetched again: the cycle
+  after a write costs one sync REPORT, like a quiet one.
 - **Cursor**: the sync token plus, per resource (last path segment), a prefix
   of its etag and the ``(UID, RECURRENCE-ID)`` of its events, packed into an
   opaque string. The refs let a later sync report the events of a removed
@@ -149,8 +150,6 @@ class CaldavProvider:
         self._count_requests(self._client)
         self._calendar: Any = None
         self._sync_supported = True
-        # name -> etag our own PUT returned; a sync change with that etag is our echo.
-        self._written: dict[str, str] = {}
         # name -> (full etag, bytes) of the last version read, for writes without a GET.
         self._cache: dict[str, tuple[str, bytes]] = {}
         # UID -> resource name, from the last read.
@@ -171,24 +170,24 @@ class CaldavProvider:
         listing, deleted_names, token = self._list_changes(calendar, previous)
 
         resources: dict[str, _ResourceState] = dict(previous.resources) if previous else {}
-        to_fetch: list[str] = []
+        changed: list[str] = []
         for res_name, etag in sorted(listing.items()):
             old = resources.get(res_name)
-            echo = self._written.pop(res_name, None)
-            if previous is not None and old is not None:
-                if old.etag == etag[:ETAG_PREFIX_LEN]:
-                    continue  # unchanged (a PROPFIND listing reports everything)
-                if echo == etag:
-                    # Our own write: the engine already knows this content.
-                    resources[res_name] = _ResourceState(etag[:ETAG_PREFIX_LEN], old.refs)
-                    continue
-            to_fetch.append(res_name)
-
-        fetched = self._fetch(calendar, to_fetch)
+            if previous is not None and old is not None and old.etag == etag[:ETAG_PREFIX_LEN]:
+                continue  # unchanged (a PROPFIND listing reports everything)
+            changed.append(res_name)
+        # What we wrote (or read) last is cached: our own write comes back as a
+        # change, and reporting it needs no second trip to the server.
+        fetched = {
+            n: _Fetched(n, listing[n], self._cache[n][1])
+            for n in changed
+            if n in self._cache and self._cache[n][0] == listing[n]
+        }
+        fetched.update(self._fetch(calendar, [n for n in changed if n not in fetched]))
         meetings: list[Meeting] = []
         unreadable: list[Unreadable] = []
         deleted: set[EventRef] = set()
-        for res_name in to_fetch:
+        for res_name in changed:
             item = fetched.get(res_name)
             old = resources.get(res_name) if previous is not None else None
             old_refs = old.refs if old is not None else ()
@@ -309,7 +308,6 @@ class CaldavProvider:
         new_data = serialise(cal)
         self._check_round_trip(res_name, new_data, [w for _, w in applied])
         new_etag = self._put(calendar, res_name, new_data, etag)
-        self._written[res_name] = new_etag
         self._cache[res_name] = (new_etag, new_data)
         outcomes.update({i: WriteOutcome(w.ref, etag=new_etag) for i, w in applied})
         return outcomes
