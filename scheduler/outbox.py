@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,10 +51,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in and out, stored naive UTC (SQLite has no time zones)."""
+def _write(engine: Engine) -> AbstractContextManager[Connection]:
+    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite engines built by ``scheduler.db``."""
+    return engine.execution_options(sqlite_begin="IMMEDIATE").begin()
 
-    impl = DateTime
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out (the same storage as ``scheduler.db.UTCDateTime``)."""
+
+    impl = DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
@@ -61,10 +67,14 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the outbox")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        value = value.astimezone(UTC)
+        # PostgreSQL keeps timestamptz; SQLite keeps fixed-width UTC text that sorts.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 metadata = MetaData()
@@ -184,7 +194,7 @@ class Outbox:
             return 0
         t = outbox_table
         changed = 0
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             existing = self._existing(conn, batch)
             inserts = []
             for r in batch:
@@ -225,7 +235,7 @@ class Outbox:
     def cancel(self, occurrence: str, kinds: Sequence[str], now: datetime) -> int:
         """Cancel the pending rows of a meeting occurrence that no longer happens."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             result = conn.execute(
                 update(t)
                 .where(t.c.occurrence == occurrence, t.c.kind.in_(kinds), t.c.state == PENDING)
@@ -278,7 +288,7 @@ class Outbox:
     def expire_overdue(self, now: datetime) -> int:
         """Mark open rows past their expiry ``expired`` (the misfire rule)."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             result = conn.execute(
                 update(t)
                 .where(
@@ -306,7 +316,7 @@ class Outbox:
             t.c.expires_at > now,
             or_(t.c.lease_until.is_(None), t.c.lease_until < now),
         )
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             query = select(t.c.id).where(free).order_by(t.c.next_attempt_at, t.c.id).limit(limit)
             if self._skip_locked:
                 query = query.with_for_update(skip_locked=True)
@@ -344,7 +354,7 @@ class Outbox:
     def begin_send(self, item: OutboxItem, owner: str, now: datetime) -> bool:
         """Mark the row ``sending`` and count the attempt; False if the lease was lost."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             result = conn.execute(
                 update(t)
                 .where(t.c.id == item.id, t.c.lease_owner == owner, t.c.lease_until > now)
@@ -355,7 +365,7 @@ class Outbox:
     def mark_sent(self, item: OutboxItem, owner: str, now: datetime) -> bool:
         """Record a delivery. False when another sender took the row over meanwhile."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             result = conn.execute(
                 update(t)
                 .where(t.c.id == item.id, t.c.lease_owner == owner, t.c.state == SENDING)
@@ -376,7 +386,7 @@ class Outbox:
             values: dict[str, Any] = {"state": DEAD}
         else:
             values = {"state": PENDING, "next_attempt_at": now + self.backoff(attempts)}
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             conn.execute(
                 update(t)
                 .where(t.c.id == item.id, t.c.lease_owner == owner)
@@ -387,7 +397,7 @@ class Outbox:
     def defer(self, item: OutboxItem, owner: str, until: datetime) -> None:
         """Give the row back untouched, not to be tried before ``until`` (quiet hours)."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             conn.execute(
                 update(t)
                 .where(t.c.id == item.id, t.c.lease_owner == owner)
@@ -397,7 +407,7 @@ class Outbox:
     def expire(self, item: OutboxItem, owner: str) -> None:
         """Drop a row that can no longer be sent in time."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             conn.execute(
                 update(t)
                 .where(t.c.id == item.id, t.c.lease_owner == owner)
@@ -407,7 +417,7 @@ class Outbox:
     def extend_leases(self, owner: str, now: datetime, lease: timedelta) -> int:
         """Heartbeat: push out the leases ``owner`` still holds."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             result = conn.execute(
                 update(t)
                 .where(t.c.lease_owner == owner, t.c.lease_until > now)
@@ -418,7 +428,7 @@ class Outbox:
     def release(self, owner: str) -> int:
         """Give back every lease ``owner`` holds (graceful shutdown)."""
         t = outbox_table
-        with self.engine.begin() as conn:
+        with _write(self.engine) as conn:
             result = conn.execute(
                 update(t).where(t.c.lease_owner == owner).values(lease_owner=None, lease_until=None)
             )

@@ -1,0 +1,76 @@
+"""Prometheus metrics of one daemon process, in a registry of its own.
+
+Labels are codes only (kinds of errors, requests and reminders), never
+calendar content, addresses or channel URLs.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "DaemonMetrics"]
+
+
+class DaemonMetrics:
+    """Every metric the daemon exports. One instance per process (or per test)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.cycles = Counter(
+            "feedback_agendas_cycles", "Sync cycles run, by result", ["result"], registry=r
+        )
+        self.provider_requests = Counter(
+            "feedback_agendas_provider_requests",
+            "Requests to calendar backends, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.provider_writes = Counter(
+            "feedback_agendas_provider_writes", "Event descriptions written", registry=r
+        )
+        self.errors = Counter("feedback_agendas_errors", "Errors by kind", ["kind"], registry=r)
+        self.reminders_sent = Counter(
+            "feedback_agendas_reminders_sent", "Reminders delivered", ["kind"], registry=r
+        )
+        self.reminders_failed = Counter(
+            "feedback_agendas_reminders_failed",
+            "Reminder delivery attempts that failed",
+            ["kind"],
+            registry=r,
+        )
+        self.reminders_dead = Counter(
+            "feedback_agendas_reminders_dead_lettered",
+            "Reminders given up after N tries",
+            ["kind"],
+            registry=r,
+        )
+        self.reminders_expired = Counter(
+            "feedback_agendas_reminders_expired",
+            "Reminders dropped as too late (misfire policy)",
+            registry=r,
+        )
+        self.reminders_maybe_duplicate = Counter(
+            "feedback_agendas_reminders_maybe_duplicate",
+            "Reminders resent after a sender died between sending and recording",
+            registry=r,
+        )
+        self.wins = Counter(
+            "feedback_agendas_wins", "Feedback wins recorded, by kind", ["kind"], registry=r
+        )
+        self.leases_held = Gauge(
+            "feedback_agendas_leases_held", "Leases this process holds", ["resource"], registry=r
+        )
+        self.last_cycle = Gauge(
+            "feedback_agendas_last_cycle_timestamp_seconds",
+            "When the last sync cycle finished (Unix time)",
+            registry=r,
+        )
+        self.outbox_rows = Gauge(
+            "feedback_agendas_outbox_rows", "Outbox rows by state", ["state"], registry=r
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
