@@ -243,7 +243,7 @@ def _meeting_from_event(
     if not uid:
         raise IcsError("VEVENT without UID")
     if event.errors:
-        broken = ", ".join(sorted({str(name) for name, _ in event.errors}))
+        broken = ", ".join(sorted({str(name or "unnamed") for name, _ in event.errors}))
         raise IcsError(f"VEVENT {uid}: broken properties {broken}")
     if event.get("DTSTART") is None:
         raise IcsError(f"VEVENT {uid}: no DTSTART")
