@@ -6,7 +6,7 @@ import logging
 import os
 import stat
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -537,3 +537,79 @@ def test_a_steady_read_of_1000_files_only_stats_them(tmp_path: Path) -> None:
     assert vdir.requests["read"] == reads_before  # no file was opened
     print(f"vdir 1000 files: full read {full_seconds:.2f}s, steady read {steady_seconds:.3f}s")
     assert steady_seconds < 0.5
+
+
+# -- the bundled sample week --------------------------------------------------
+
+SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "calendars" / "mona"
+
+
+def test_the_committed_sample_week_is_what_the_generator_writes(tmp_path: Path) -> None:
+    from examples.sample_week import write_sample_week
+
+    written = write_sample_week(tmp_path, date(2026, 11, 30))
+    assert len(written) == 12
+    assert sorted(p.name for p in SAMPLE.iterdir()) == sorted(p.name for p in written)
+    for path in written:
+        assert (SAMPLE / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_the_sample_week_reads_cleanly_with_the_events_the_demo_needs() -> None:
+    changes = provider(SAMPLE).read_changes(None)
+    assert changes.unreadable == ()
+    meetings = {
+        (m.ref.event_id.removesuffix("@example.com"), m.ref.recurrence_id): m
+        for m in changes.meetings
+    }
+    assert len(meetings) == 13  # twelve events, one of them with a moved occurrence
+    moved = meetings[("mona-alice-1on1", "2026-12-01T09:00:00Z")]
+    assert moved.start == datetime(2026, 12, 2, 13, tzinfo=STOCKHOLM)
+    standup = meetings[("platform-standup", None)]
+    assert standup.recurrence == ("RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR",)
+    assert [a.email for a in standup.attendees if a.resource] == [
+        "room-aurora@resource.example.com"
+    ]
+    assert meetings[("company-offsite", None)].all_day
+    assert meetings[("out-of-office", None)].event_type is EventType.OUT_OF_OFFICE
+    assert meetings[("design-review", None)].organizer == "alice@example.com"
+    acme = meetings[("billing-api-acme", None)]
+    assert "guest@acme.test" in {a.email for a in acme.attendees}
+    assert meetings[("analys-veckomote", None)].title == "Veckomöte analys"
+
+
+def test_the_sample_week_occurs_as_planned_in_any_week(tmp_path: Path) -> None:
+    import recurring_ical_events
+
+    from examples.sample_week import write_sample_week
+
+    week_start = date(2027, 3, 29)  # the week after the change to summer time
+    write_sample_week(tmp_path, week_start)
+    per_day: dict[str, list[str]] = {}
+    for path in sorted(tmp_path.iterdir()):
+        cal = parse_calendar(path.read_bytes())
+        for event in recurring_ical_events.of(cal).between(week_start, week_start + timedelta(7)):
+            start = event.start
+            key = (
+                start.isoformat() if not isinstance(start, datetime) else start.strftime("%a %H:%M")
+            )
+            per_day.setdefault(str(event["SUMMARY"]), []).append(key)
+    assert per_day["Platform stand-up"] == [
+        "Mon 09:15",
+        "Tue 09:15",
+        "Wed 09:15",
+        "Thu 09:15",
+        "Fri 09:15",
+    ]
+    assert per_day["Mona / Alice 1:1"] == ["Wed 13:00"]  # this week's Tuesday was moved
+    assert per_day["1:1 Mona / Erik"] == ["Mon 13:00"]
+    assert per_day["Veckomöte analys"] == ["Wed 09:00"]
+    assert per_day["Sara 1:1"] == ["Thu 10:00"]
+    assert per_day["Company offsite"] == ["2027-04-01"]
+    assert len(per_day) == 12
+
+
+def test_the_sample_week_starts_on_a_monday(tmp_path: Path) -> None:
+    from examples.sample_week import write_sample_week
+
+    with pytest.raises(ValueError, match="Monday"):
+        write_sample_week(tmp_path, date(2026, 12, 1))
