@@ -1,60 +1,155 @@
-"""``feedback-agendas run``: sync cycles on an APScheduler interval job.
+"""The process around a :class:`~scheduler.daemon.Daemon`: ticker, endpoints, signals.
 
-APScheduler is only the ticker; everything that must survive a restart (cursors,
-records) lives in the store, so a missed tick is simply the next tick.
+APScheduler 3's ``BackgroundScheduler`` with the default in-memory job store,
+never shared. Jobs:
+
+- one sync job per calendar, every ``sync.interval_seconds`` with
+  ``sync.jitter`` (so 500 calendars do not all fire at once);
+- the outbox sender every 15 s, the digest planner every minute, housekeeping
+  (lease heartbeat, gauges) every 20 s.
+
+Misfires: ``coalesce=True`` and a grace time of one interval; a missed tick is
+simply the next one, because what is due is decided from our tables (see the
+misfire policy in :mod:`scheduler.reminders`).
+
+SIGTERM/SIGINT: stop taking work, let the jobs in flight finish their writes
+(a sync cycle commits at its end; the sender stops between messages), give back
+every lease and exit 0 well within 10 s.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
-from scheduler.commands import sync_all
 from scheduler.config import AppConfig
-from scheduler.engine import summarise, utc_now
+from scheduler.daemon import (
+    Daemon,
+    housekeeping_job,
+    register,
+    reminder_job,
+    send_job,
+    sync_job,
+    webhook_router,
+)
+from scheduler.engine import utc_now
+from scheduler.http_server import EndpointServer
 
 log = logging.getLogger(__name__)
 
-_CONFIGS: dict[str, AppConfig] = {}
+SEND_SECONDS = 15
+PLAN_SECONDS = 60
+HOUSEKEEPING_SECONDS = 20
+SHUTDOWN_SECONDS = 8.0
 
 
-def sync_job(config_id: str) -> None:
-    """One cycle over every calendar of the registered config ``config_id``."""
-    cfg = _CONFIGS[config_id]
-    reports = sync_all(cfg, utc_now())
-    summary = summarise(reports)
-    log.info("cycle done: writes=%s actions=%s errors=%s", summary["writes"], summary["actions"], summary["errors"])
+def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> BackgroundScheduler:
+    """The per-process ticker with every job of ``daemon``."""
+    daemon_id = register(daemon)
+    scheduler = BackgroundScheduler(
+        timezone="UTC",
+        job_defaults={"coalesce": True, "max_instances": 1},
+        executors={"default": {"type": "threadpool", "max_workers": 4}},
+    )
+    now = utc_now()
+    for index, name in enumerate(sorted(daemon.calendars)):
+        # spread the first runs over the first interval, then keep the jitter
+        first = now + timedelta(
+            seconds=(index * interval / max(1, len(daemon.calendars))) % interval
+        )
+        scheduler.add_job(
+            sync_job,
+            "interval",
+            args=[daemon_id, name],
+            id=f"sync:{name}",
+            seconds=interval,
+            jitter=interval * jitter,
+            next_run_time=first,
+            misfire_grace_time=int(interval),
+        )
+    scheduler.add_job(
+        send_job,
+        "interval",
+        args=[daemon_id],
+        id="send",
+        seconds=SEND_SECONDS,
+        next_run_time=now,
+        misfire_grace_time=SEND_SECONDS,
+    )
+    scheduler.add_job(
+        reminder_job,
+        "interval",
+        args=[daemon_id],
+        id="plan",
+        seconds=PLAN_SECONDS,
+        next_run_time=now,
+        misfire_grace_time=PLAN_SECONDS,
+    )
+    scheduler.add_job(
+        housekeeping_job,
+        "interval",
+        args=[daemon_id],
+        id="housekeeping",
+        seconds=HOUSEKEEPING_SECONDS,
+        misfire_grace_time=HOUSEKEEPING_SECONDS,
+    )
+    return scheduler
 
 
 def run_forever(
-    cfg: AppConfig, *, interval_seconds: float | None = None, echo: Callable[[str], Any] = print
-) -> None:
-    """Run a cycle now and then every ``interval_seconds`` until SIGINT/SIGTERM."""
+    cfg: AppConfig,
+    *,
+    interval_seconds: float | None = None,
+    echo: Callable[[str], Any] = print,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or ``stop``); return the exit code (0)."""
     interval = interval_seconds or float(cfg.sync.interval_seconds)
-    _CONFIGS["main"] = cfg
-    scheduler = BlockingScheduler(timezone="UTC")
-    scheduler.add_job(
-        sync_job,
-        "interval",
-        args=["main"],
-        seconds=interval,
-        jitter=max(0.0, interval * cfg.sync.jitter),
-        next_run_time=utc_now(),
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=int(interval),
-        id="sync",
+    daemon = Daemon(cfg)
+    server = EndpointServer(
+        cfg.server.host, cfg.server.port, ready=daemon.readiness, metrics=daemon.metrics_text
     )
+    scheduler = build_scheduler(daemon, interval, cfg.sync.jitter)
 
-    def stop(signum: int, _frame: object) -> None:
-        log.info("signal %s: finishing the cycle in flight, then stopping", signum)
-        scheduler.shutdown(wait=False)
+    def sync_now(calendar: str) -> None:
+        scheduler.add_job(
+            sync_job,
+            args=[daemon.replica_id, calendar],
+            id=f"push:{calendar}",
+            replace_existing=True,
+            misfire_grace_time=60,
+        )
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    echo(f"syncing {len(cfg.calendars)} calendar(s) every {interval:g}s; Ctrl-C to stop")
+    server.register_webhook("/webhooks/google", webhook_router(daemon, {}, sync_now))
+    stopped = stop or threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: finishing the work in flight, then stopping", signum)
+        daemon.stopping.set()
+        stopped.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    echo(f"endpoints on {server.url} (/healthz /readyz /metrics /webhooks/google)")
+    echo(f"replica {daemon.replica_id}: {len(cfg.calendars)} calendar(s) every {interval:g}s")
     scheduler.start()
+    try:
+        stopped.wait()
+    finally:
+        daemon.stopping.set()
+        waiter = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+        waiter.start()
+        waiter.join(SHUTDOWN_SECONDS)
+        daemon.shutdown()
+        server.stop()
+        daemon.store.close()
+        echo("stopped")
+    return 0

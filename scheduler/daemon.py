@@ -1,0 +1,540 @@
+"""``feedback-agendas run``: the long-running service.
+
+APScheduler is only this process's ticker. Its jobs are module-level functions
+that take ids (:func:`sync_job`, :func:`reminder_job`, :func:`send_job`,
+:func:`housekeeping_job`); they look the :class:`Daemon` up by id and call one
+of its methods with the clock's ``now``. What is due and what was done lives in
+our tables (cursors, records, leases, outbox, wins), so a missed tick is just
+the next tick, and the scheduler needs no job store of its own.
+
+Each method is also callable directly with any ``now``: tests drive the
+daemon with an injected clock and no sleeps.
+
+Several replicas may share one PostgreSQL database: a calendar is synced only
+under a lease (``calendar:NAME`` in the leases table) and outbox rows are
+claimed with leases too. A replica that dies stops renewing; its work moves
+on when the leases expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Column, Integer, String, Table, select, text, update
+
+from agendas.block import count_filled_praise, read_block
+from agendas.decide import ActionKind
+from agendas.errors import FeedbackAgendasError, PermissionDenied
+from agendas.model import EventRef
+from integrations.calendars.base import CalendarProvider
+from integrations.notify.apprise_notifier import AppriseNotifier
+from integrations.notify.base import Notifier, channel_id
+from scheduler import leases
+from scheduler.commands import make_renderer
+from scheduler.config import AppConfig
+from scheduler.engine import CycleReport, run_cycle, utc_now
+from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+from scheduler.outbox import DEAD, Outbox, OutboxItem, UtcDateTime, _write, metadata
+from scheduler.providers import build_provider
+from scheduler.reminders import (
+    CELEBRATION,
+    DIGEST_MANAGER,
+    DIGEST_TEAM,
+    MEETING_KINDS,
+    MeetingSlot,
+    QuietHours,
+    ReminderRenderer,
+    ReminderSettings,
+    TeamChannels,
+    plan_celebration,
+    plan_digests,
+    plan_meeting_reminders,
+    schedule_outside_quiet_hours,
+)
+from scheduler.store import Store
+from scheduler.wins import (
+    is_vague_praise,
+    log_win,
+    praise_streak,
+    record_meeting_praise,
+    wins_between,
+)
+
+log = logging.getLogger(__name__)
+
+CALENDAR_LEASE = "calendar:"
+READBACK_WINDOW = timedelta(hours=24)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+# Team meetings whose praise slot is read back once they have ended.
+readbacks_table = Table(
+    "praise_readbacks",
+    metadata,
+    Column("occurrence", String(512), primary_key=True),
+    Column("calendar", String(200), nullable=False),
+    Column("event_id", String(1024), nullable=False),
+    Column("recurrence_id", String(64), nullable=True),
+    Column("team", String(100), nullable=False),
+    Column("ends_at", UtcDateTime, nullable=False),
+    Column("read_at", UtcDateTime, nullable=True),
+    Column("filled", Integer, nullable=True),
+)
+
+
+def occurrence_key(ref: EventRef, start: datetime) -> str:
+    """A stable id of one meeting occurrence: calendar, event and original start."""
+    return f"{ref.calendar}/{ref.event_id}/{ref.recurrence_id or start.astimezone(UTC).isoformat()}"
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    deferred: int = 0
+    expired: int = 0
+    maybe_duplicate: int = 0
+    keys: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+def team_channels(cfg: AppConfig) -> dict[str, TeamChannels]:
+    """Each team with its channels: the team's URLs and the manager's own ones."""
+    personal = {p.email.lower(): tuple(u.get_secret_value() for u in p.notify) for p in cfg.people}
+    return {
+        t.name: TeamChannels(
+            name=t.name,
+            manager=t.manager.lower(),
+            locale=t.locale,
+            timezone=t.timezone,
+            positive_only_until=t.positive_only_until,
+            team_urls=tuple(u.get_secret_value() for u in t.notify),
+            manager_urls=personal.get(t.manager.lower(), ()),
+        )
+        for t in cfg.org.teams
+    }
+
+
+def reminder_settings(cfg: AppConfig) -> ReminderSettings:
+    r = cfg.reminders
+    quiet = QuietHours(r.quiet_hours.start, r.quiet_hours.end) if r.quiet_hours else None
+    digest = r.weekly_digest
+    return ReminderSettings(
+        before_team_minutes=r.before_team_meeting_minutes,
+        before_one_on_one_minutes=r.before_one_on_one_minutes,
+        quiet_hours=quiet,
+        celebrations=r.celebrations,
+        digest_weekday=WEEKDAYS.index(digest.weekday) if digest else None,
+        digest_time=digest.time if digest else ReminderSettings().digest_time,
+    )
+
+
+class Daemon:
+    """One replica: syncs calendars under leases, plans and sends reminders."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        notifier: Notifier | None = None,
+        provider_factory: Callable[[Any], CalendarProvider] = build_provider,
+        replica_id: str | None = None,
+        lease_ttl: timedelta = timedelta(seconds=60),
+        metrics: DaemonMetrics | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store or Store.open(cfg.storage.url)
+        self.engine = self.store.engine
+        self.clock = clock
+        self.notifier = notifier or AppriseNotifier()
+        self.provider_factory = provider_factory
+        self.replica_id = (
+            replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self.lease_ttl = lease_ttl
+        self.metrics = metrics or DaemonMetrics()
+        self.outbox = Outbox(self.engine, max_attempts=cfg.reminders.max_attempts)
+        self.rules = cfg.rules()
+        self.renderer = make_renderer(cfg)
+        self.teams = team_channels(cfg)
+        self.settings = reminder_settings(cfg)
+        self.messages = ReminderRenderer()
+        self.calendars = {c.name: c for c in cfg.calendars}
+        self.urls = self._channel_urls()
+        self.last_cycle_at: datetime | None = None
+        self.stopping = threading.Event()
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+
+    def _channel_urls(self) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        for team in self.teams.values():
+            for url in (*team.team_urls, *team.manager_urls):
+                urls[channel_id(url)] = url
+        return urls
+
+    # -- sync ----------------------------------------------------------------
+
+    def sync_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
+        """One cycle of calendar ``name`` under its lease; None if another replica holds it."""
+        now = now or self.clock()
+        resource = CALENDAR_LEASE + name
+        if not leases.claim(self.store, [resource], self.replica_id, self.lease_ttl, now, 1):
+            return None
+        with self._held_lock:
+            self._held.add(resource)
+        provider = self.provider_factory(self.calendars[name])
+        try:
+            report = run_cycle(
+                provider, self.store, self.rules, self.renderer, now, clock=self.clock
+            )
+            self._count_cycle(report)
+            if report.ok:
+                self._after_cycle(provider, report, now)
+            return report
+        finally:
+            provider.close()
+            leases.release(self.store, [resource], self.replica_id)
+            with self._held_lock:
+                self._held.discard(resource)
+
+    def _count_cycle(self, report: CycleReport) -> None:
+        self.metrics.cycles.labels("ok" if report.ok else "error").inc()
+        for kind, n in report.requests.items():
+            self.metrics.provider_requests.labels(kind).inc(n)
+        self.metrics.provider_writes.inc(report.writes)
+        for kind, n in report.errors.items():
+            self.metrics.errors.labels(kind).inc(n)
+        finished = report.finished_at or report.started_at
+        self.last_cycle_at = finished
+        self.metrics.last_cycle.set(finished.timestamp())
+
+    def _after_cycle(self, provider: CalendarProvider, report: CycleReport, now: datetime) -> None:
+        """Turn the cycle's decisions into reminder rows, then read back ended meetings."""
+        slots: list[MeetingSlot] = []
+        watch: list[dict[str, Any]] = []
+        for decision in report.decisions:
+            meeting = decision.meeting
+            span = _next_span(meeting, now)
+            if span is None:
+                continue
+            start, end = span
+            key = occurrence_key(meeting.ref, start)
+            if decision.action is ActionKind.SKIPPED or not decision.slots:
+                self.outbox.cancel(key, MEETING_KINDS, now)
+                continue
+            slot = MeetingSlot(
+                occurrence=key,
+                kind=decision.classification.kind.value,
+                slot=decision.slots[0],
+                team=decision.classification.team,
+                start=start,
+                end=end,
+            )
+            slots.append(slot)
+            if slot.kind == "team" and slot.slot == "praise" and slot.team:
+                watch.append(
+                    {
+                        "occurrence": key,
+                        "calendar": meeting.ref.calendar,
+                        "event_id": meeting.ref.event_id,
+                        "recurrence_id": meeting.ref.recurrence_id,
+                        "team": slot.team,
+                        "ends_at": end,
+                    }
+                )
+        self.outbox.enqueue(plan_meeting_reminders(slots, self.teams, self.settings, now), now)
+        self._watch(watch)
+        self.read_back_praise(provider, now)
+
+    def _watch(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        t = readbacks_table
+        with _write(self.engine) as conn:
+            known = set(
+                conn.scalars(
+                    select(t.c.occurrence).where(
+                        t.c.occurrence.in_([r["occurrence"] for r in rows])
+                    )
+                )
+            )
+            fresh = [r for r in rows if r["occurrence"] not in known]
+            if fresh:
+                conn.execute(t.insert(), fresh)
+
+    def read_back_praise(self, provider: CalendarProvider, now: datetime) -> int:
+        """Read the praise slot of this calendar's ended team meetings; record wins, celebrate."""
+        t = readbacks_table
+        with self.engine.connect() as conn:
+            due = conn.execute(
+                select(t).where(
+                    t.c.calendar == provider.name,
+                    t.c.read_at.is_(None),
+                    t.c.ends_at <= now,
+                )
+            ).all()
+        recorded = 0
+        for row in due:
+            filled = vague = 0
+            if row.ends_at > now - READBACK_WINDOW:
+                meeting = provider.get(EventRef(row.calendar, row.event_id, row.recurrence_id))
+                if meeting is not None:
+                    filled, vague = praise_counts(meeting.description)
+            team = self.teams.get(row.team)
+            if team is not None and filled:
+                day = row.ends_at.astimezone(team.zone).date()
+                if record_meeting_praise(
+                    self.engine,
+                    team=team.name,
+                    occurrence=row.occurrence,
+                    day=day,
+                    filled=filled,
+                    vague=vague,
+                    now=now,
+                ):
+                    self.metrics.wins.labels("praise").inc(filled)
+                    recorded += filled
+                    today = now.astimezone(team.zone).date()
+                    self.outbox.enqueue(plan_celebration(team, today, self.settings, now), now)
+            with _write(self.engine) as conn:
+                conn.execute(
+                    update(t)
+                    .where(t.c.occurrence == row.occurrence)
+                    .values(read_at=now, filled=filled)
+                )
+        return recorded
+
+    # -- wins, digests ---------------------------------------------------------
+
+    def log_win(self, team_name: str, kind: str, now: datetime | None = None) -> None:
+        """A win logged on the command line; praise also queues today's celebration."""
+        now = now or self.clock()
+        team = self.teams.get(team_name)
+        if team is None:
+            raise FeedbackAgendasError(f"no team named {team_name!r}")
+        today = now.astimezone(team.zone).date()
+        log_win(self.engine, team=team.name, kind=kind, day=today, now=now)
+        self.metrics.wins.labels(kind).inc()
+        if kind == "praise":
+            self.outbox.enqueue(plan_celebration(team, today, self.settings, now), now)
+
+    def plan_reminders(self, now: datetime | None = None) -> int:
+        """Queue the weekly digests whose time has come."""
+        now = now or self.clock()
+        return self.outbox.enqueue(plan_digests(self.teams.values(), self.settings, now), now)
+
+    # -- sending ---------------------------------------------------------------
+
+    def send_due(self, now: datetime | None = None, *, limit: int = 50) -> SendReport:
+        """Claim due outbox rows and deliver them, one channel each."""
+        report = SendReport()
+        now = now or self.clock()
+        report.expired += self.outbox.expire_overdue(now)
+        self.metrics.reminders_expired.inc(report.expired)
+        while not self.stopping.is_set():
+            items = self.outbox.claim(self.replica_id, now, limit=limit, lease=self.lease_ttl)
+            if not items:
+                break
+            for index, item in enumerate(items):
+                if self.stopping.is_set():
+                    # shutting down: give back what we have not started
+                    for rest in items[index:]:
+                        self.outbox.defer(rest, self.replica_id, rest.due_at)
+                    break
+                self._send_one(item, now, report)
+        return report
+
+    def _send_one(self, item: OutboxItem, now: datetime, report: SendReport) -> None:
+        team = self.teams.get(item.team or "")
+        url = self.urls.get(item.channel)
+        if team is None or url is None:  # the channel was removed from the config
+            self.outbox.expire(item, self.replica_id)
+            report.expired += 1
+            return
+        when = schedule_outside_quiet_hours(
+            now, item.expires_at, team.zone, self.settings.quiet_hours, pull_forward=False
+        )
+        if when is None:
+            self.outbox.expire(item, self.replica_id)
+            report.expired += 1
+            self.metrics.reminders_expired.inc()
+            return
+        if when > now:
+            self.outbox.defer(item, self.replica_id, when)
+            report.deferred += 1
+            return
+        message = self.messages.render(item, team, self._counts(item, team))
+        if not self.outbox.begin_send(item, self.replica_id, now):
+            return
+        if item.maybe_sent:
+            report.maybe_duplicate += 1
+            self.metrics.reminders_maybe_duplicate.inc()
+        try:
+            self.notifier.send(url, message)
+        except FeedbackAgendasError as exc:
+            kind = type(exc).__name__
+            state = self.outbox.mark_failed(item, self.replica_id, now, kind)
+            if isinstance(exc, PermissionDenied) and state != DEAD:
+                pass  # the URL is unusable; it will dead-letter after its tries
+            self.metrics.reminders_failed.labels(item.kind).inc()
+            self.metrics.errors.labels(kind).inc()
+            report.failed += 1
+            if state == DEAD:
+                self.metrics.reminders_dead.labels(item.kind).inc()
+                report.dead += 1
+            log.warning("reminder %s to channel %s failed: %s", item.kind, item.channel, kind)
+            return
+        self.outbox.mark_sent(item, self.replica_id, self.clock())
+        self.metrics.reminders_sent.labels(item.kind).inc()
+        report.sent += 1
+        report.keys.append(item.key)
+
+    def _counts(self, item: OutboxItem, team: TeamChannels) -> dict[str, int]:
+        if item.kind == CELEBRATION:
+            day = datetime.fromisoformat(item.params["day"]).date()
+            wins = wins_between(self.engine, team.name, day, day)
+            return {"praise": wins.praise, "vague": wins.vague}
+        if item.kind in (DIGEST_TEAM, DIGEST_MANAGER):
+            monday = datetime.fromisoformat(item.params["week_start"]).date()
+            wins = wins_between(self.engine, team.name, monday, monday + timedelta(days=6))
+            counts = {
+                "praise": wins.praise,
+                "vague": wins.vague,
+                "streak": praise_streak(self.engine, team.name, monday),
+            }
+            if item.kind == DIGEST_MANAGER:  # corrective wins: a number, and only here
+                counts["corrective"] = wins.corrective
+            return counts
+        return {}
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def housekeeping(self, now: datetime | None = None) -> None:
+        """Renew our leases, expire stale rows, refresh the gauges."""
+        now = now or self.clock()
+        with self._held_lock:
+            held = sorted(self._held)
+        leases.heartbeat(self.store, held, self.replica_id, self.lease_ttl, now)
+        self.outbox.extend_leases(self.replica_id, now, self.lease_ttl)
+        self.metrics.leases_held.labels("calendar").set(len(held))
+        self.metrics.leases_held.labels("outbox").set(self.outbox.held_by(self.replica_id, now))
+        for state, count in self.outbox.counts().items():
+            self.metrics.outbox_rows.labels(state).set(count)
+
+    def readiness(self, now: datetime | None = None) -> tuple[bool, str]:
+        """Ready when the database answers and a cycle finished recently."""
+        now = now or self.clock()
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("select 1"))
+        except Exception as exc:
+            return False, f"database unreachable: {type(exc).__name__}"
+        if self.last_cycle_at is None:
+            return False, "no cycle finished yet"
+        limit = timedelta(seconds=3 * self.cfg.sync.interval_seconds + 60)
+        if now - self.last_cycle_at > limit:
+            return False, "the last cycle is too old"
+        return True, "ready"
+
+    def metrics_text(self) -> tuple[bytes, str]:
+        return self.metrics.render(), CONTENT_TYPE_LATEST
+
+    def shutdown(self) -> None:
+        """Stop taking work and give back every lease we hold."""
+        self.stopping.set()
+        with self._held_lock:
+            held = sorted(self._held)
+            self._held.clear()
+        leases.release(self.store, held, self.replica_id)
+        self.outbox.release(self.replica_id)
+
+
+def praise_counts(description: str) -> tuple[int, int]:
+    """(filled praise entries, how many of them are vague) in a block; counts only."""
+    filled = count_filled_praise(description)
+    if not filled:
+        return 0, 0
+    body = read_block(description) or ""
+    vague = 0
+    for line in body.split("\n"):
+        label, sep, rest = line.removeprefix("- ").partition(":")
+        if sep and label.strip().casefold() in ("praise", "beröm"):
+            entry = rest.strip(" _.…-–—")
+            if entry and is_vague_praise(entry):
+                vague += 1
+    return filled, min(vague, filled)
+
+
+def _next_span(meeting: Any, now: datetime) -> tuple[datetime, datetime] | None:
+    """The occurrence reminders are about: the next one of a series, else the event itself."""
+    if meeting.is_series:
+        from agendas.recurrence import next_occurrence
+
+        try:
+            return next_occurrence(meeting, now - READBACK_WINDOW)
+        except Exception:  # an unreadable rule: no reminders, the engine logs the event
+            return None
+    return meeting.start, meeting.end
+
+
+# -- the ticker's jobs: module-level functions that take ids -------------------
+
+_DAEMONS: dict[str, Daemon] = {}
+
+
+def register(daemon: Daemon) -> str:
+    _DAEMONS[daemon.replica_id] = daemon
+    return daemon.replica_id
+
+
+def sync_job(daemon_id: str, calendar: str) -> None:
+    daemon = _DAEMONS[daemon_id]
+    if not daemon.stopping.is_set():
+        daemon.sync_calendar(calendar)
+
+
+def reminder_job(daemon_id: str) -> None:
+    daemon = _DAEMONS[daemon_id]
+    if not daemon.stopping.is_set():
+        daemon.plan_reminders()
+
+
+def send_job(daemon_id: str) -> None:
+    daemon = _DAEMONS[daemon_id]
+    if not daemon.stopping.is_set():
+        daemon.send_due()
+
+
+def housekeeping_job(daemon_id: str) -> None:
+    daemon = _DAEMONS[daemon_id]
+    if not daemon.stopping.is_set():
+        daemon.housekeeping()
+
+
+def webhook_router(
+    daemon: Daemon, tokens: Mapping[str, str], trigger: Callable[[str], None]
+) -> Callable[[Mapping[str, str], bytes], int]:
+    """A ``/webhooks/google`` callback: verify the channel token, then sync that calendar now.
+
+    ``tokens`` maps a calendar name to the token of its push channel.
+    """
+    from integrations.calendars.google_push import verify_push
+
+    def on_push(headers: Mapping[str, str], _body: bytes) -> int:
+        for calendar, token in tokens.items():
+            if verify_push(headers, token):
+                trigger(calendar)
+                return 200
+        return 403
+
+    return on_push
