@@ -43,7 +43,7 @@ class EventType(StrEnum):
     OTHER = "other"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class EventRef:
     """Identity of one writable event.
 
@@ -56,6 +56,13 @@ class EventRef:
     calendar: str
     event_id: str
     recurrence_id: str | None = None
+
+    def sort_key(self) -> tuple[str, str, str]:
+        """Series first, then its occurrences in time order."""
+        return (self.calendar, self.event_id, self.recurrence_id or "")
+
+    def __lt__(self, other: EventRef) -> bool:
+        return self.sort_key() < other.sort_key()
 
 
 @dataclass(frozen=True, slots=True)
