@@ -105,6 +105,7 @@ class Fault:
     kind: str
     status: int = 0
     reason: str = ""
+    path_endswith: str = ""  # only calls whose path ends so (e.g. "/<event id>")
     retry_after: float | None = None
     delay: float = 0.0
     concurrent_edit: bool = False
@@ -127,9 +128,9 @@ class Faults:
         """Queue a one-shot fault for the next call of ``kind`` (``*`` for any)."""
         self.queue.append(Fault(kind=kind, status=status, reason=reason, **kw))
 
-    def take(self, kind: str) -> Fault | None:
+    def take(self, kind: str, path: str = "") -> Fault | None:
         for i, fault in enumerate(self.queue):
-            if fault.kind in (kind, "*"):
+            if fault.kind in (kind, "*") and path.endswith(fault.path_endswith):
                 return self.queue.pop(i)
         return None
 
@@ -462,7 +463,7 @@ class FakeGoogleCalendarAPI:
         try:
             if route is None:
                 raise ApiError(404, "notFound", f"no route for {method} {path}")
-            fault = self._fault_for(kind, params)
+            fault = self._fault_for(kind, params, path)
             if fault is not None and fault.delay:
                 time.sleep(fault.delay)
             if fault is not None and fault.status:
@@ -497,9 +498,9 @@ class FakeGoogleCalendarAPI:
             return "patch", self._patch
         return "unknown", None
 
-    def _fault_for(self, kind: str, params: dict[str, str]) -> Fault | None:
+    def _fault_for(self, kind: str, params: dict[str, str], path: str = "") -> Fault | None:
         with self._lock:
-            fault = self.faults.take(kind)
+            fault = self.faults.take(kind, path)
             if fault is not None:
                 return fault
             if kind == "batch":
