@@ -116,10 +116,8 @@ class GoogleProvider:
         self._client: GoogleClient = build_calendar_client(
             creds, api_endpoint=api_endpoint, http=http, timeout=timeout
         )
-        # Building a resource object is costly (the client generates its
-        # methods from the discovery document), so build each one once.
-        self._events = self._client.service.events()
-        self._channels = self._client.service.channels()
+        self._events = self._client.events
+        self._channels = self._client.channels
         # Refs read this cycle that we must never write (I6, second fence).
         self._unwritable: set[EventRef] = set()
 
@@ -232,7 +230,7 @@ class GoogleProvider:
         self._limiter.check_quota(self.quota_user)
         self.requests[kind] += 1
         try:
-            return request.execute(num_retries=0)
+            return request.execute(http=self._client.http, num_retries=0)
         except HttpError as exc:
             error = translate_http_error(exc, operation=kind)
             if isinstance(error, QuotaExceeded):

@@ -118,11 +118,33 @@ def load_credentials(
 
 @dataclass(frozen=True, slots=True)
 class GoogleClient:
-    """The service object and where batches go."""
+    """What one provider needs: the shared resources, its own authorised http, the batch URI.
 
-    service: Any
+    ``events`` and ``channels`` are shared by every provider of the process
+    and carry no credentials; every request is executed with ``http``.
+    """
+
+    events: Any
+    channels: Any
     http: Any
     batch_uri: str
+
+
+@lru_cache(maxsize=16)
+def _shared_resources(endpoint: str) -> tuple[Any, Any]:
+    """The ``events`` and ``channels`` resources for ``endpoint``, built once per process.
+
+    The client generates every method (with docstrings) when a resource is
+    built: about 10 ms and half a megabyte each time. Requests built from
+    these resources are always executed with the provider's own ``http``,
+    so the plain, credential-less http inside them is never used.
+    """
+    service = build_from_document(
+        _discovery_document("calendar", "v3"),
+        http=httplib2.Http(),
+        client_options={"api_endpoint": endpoint},
+    )
+    return service.events(), service.channels()
 
 
 def batch_uri_for(api_endpoint: str) -> str:
@@ -145,7 +167,7 @@ def build_calendar_client(
     http: Any = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> GoogleClient:
-    """Build the Calendar v3 service from the static discovery document.
+    """The Calendar v3 client for one user, from the static discovery document.
 
     ``http`` (an ``httplib2.Http``) is injectable for tests; credentials are
     applied on top of it.
@@ -157,12 +179,10 @@ def build_calendar_client(
         endpoint += "/"
     base_http = http if http is not None else httplib2.Http(timeout=timeout)
     authed = AuthorizedHttp(credentials, http=base_http)
-    service = build_from_document(
-        _discovery_document("calendar", "v3"),
-        http=authed,
-        client_options={"api_endpoint": endpoint},
+    events, channels = _shared_resources(endpoint)
+    return GoogleClient(
+        events=events, channels=channels, http=authed, batch_uri=batch_uri_for(endpoint)
     )
-    return GoogleClient(service=service, http=authed, batch_uri=batch_uri_for(endpoint))
 
 
 def run_installed_app_flow(client_secrets: Path, token_out: Path) -> Path:
