@@ -1,0 +1,508 @@
+"""The store: sync cursors, one record per event we saw, and the run log.
+
+It keeps what we need to stay idempotent and nothing more: ids, block hashes,
+codes, counts and times. Never titles, descriptions, attendee names or
+feedback content (I7); codes are checked to be codes, so free text is refused
+before it reaches the database.
+
+A cycle's outcome (new cursor, records, run log entry) is committed in one
+transaction: a crash before the commit leaves the old cursor, and the next
+cycle reads the same changes again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from agendas.errors import UserError
+from agendas.model import EventRef
+from scheduler.db import UTCDateTime, create_engine_for, metadata, safe_url, write_transaction
+from scheduler.migrations import migrate
+
+# Keep this many runs per calendar in the run log; older ones are pruned on commit.
+RUN_LOG_KEEP = 500
+
+# A series (or single event) has no recurrence id; the key column cannot be NULL.
+_SERIES = ""
+
+calendar_cursors = Table(
+    "calendar_cursors",
+    metadata,
+    Column("calendar", String(200), nullable=False),
+    Column("cursor", Text(), nullable=True),  # the provider's opaque sync token
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("calendar"),
+)
+
+event_records = Table(
+    "event_records",
+    metadata,
+    Column("calendar", String(200), nullable=False),
+    Column("event_id", String(1024), nullable=False),
+    Column("recurrence_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("block_hash", String(128), nullable=True),
+    Column("revisit_at", UTCDateTime(), nullable=True),
+    Column("pending_write", Boolean(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("calendar", "event_id", "recurrence_id"),
+)
+
+run_log = Table(
+    "run_log",
+    metadata,
+    Column("id", Integer(), autoincrement=True, nullable=False),
+    Column("calendar", String(200), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("finished_at", UTCDateTime(), nullable=False),
+    Column("ok", Boolean(), nullable=False),
+    Column("error_kind", String(64), nullable=True),
+    Column("writes", Integer(), nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index("ix_run_log_calendar_id", "calendar", "id"),
+)
+
+run_log_counts = Table(
+    "run_log_counts",
+    metadata,
+    Column("run_id", Integer(), nullable=False),
+    Column("code", String(128), nullable=False),
+    Column("count", Integer(), nullable=False),
+    PrimaryKeyConstraint("run_id", "code"),
+    ForeignKeyConstraint(["run_id"], ["run_log.id"], ondelete="CASCADE"),
+)
+
+# A code is a short identifier ("one_on_one", "skipped.not_organizer",
+# "error.RateLimited"): no spaces, so a sentence cannot pass for one.
+_CODE = re.compile(r"^[A-Za-z0-9_.:/-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """What we know about one event we saw or touched. Ids, codes, a hash and times only.
+
+    ``kind``: ``one_on_one`` | ``team`` | ``skip``; ``reason``: the skip reason
+    code; ``action``: what the last cycle did (``inserted``, ``updated``,
+    ``removed``, ``unchanged``, ``left_edited``, ``skipped``, ``failed``);
+    ``block_hash``: the hash of our block now in the event (``None``: none of
+    ours); ``revisit_at``: when to read the event again without a change;
+    ``pending_write``: a write failed or was given up, retry next cycle.
+    """
+
+    ref: EventRef
+    kind: str
+    reason: str | None
+    action: str
+    block_hash: str | None
+    revisit_at: datetime | None
+    pending_write: bool
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One cycle of one calendar in the run log. ``counts`` maps codes to numbers."""
+
+    calendar: str
+    started_at: datetime
+    finished_at: datetime
+    ok: bool
+    error_kind: str | None
+    writes: int
+    counts: dict[str, int]
+
+
+class Store:
+    """The database behind the engine. Open with :meth:`open`; close when done."""
+
+    def __init__(self, engine: Engine, *, run_log_keep: int = RUN_LOG_KEEP) -> None:
+        """Wrap an engine whose database is already at head (use :meth:`open`)."""
+        self.engine = engine
+        self.run_log_keep = run_log_keep
+
+    @classmethod
+    def open(cls, url: str, *, run_log_keep: int = RUN_LOG_KEEP) -> Store:
+        """Connect to ``url`` and upgrade the database to the newest schema.
+
+        Raises :class:`~agendas.errors.UserError` when the database cannot be
+        reached or was migrated by a newer version.
+        """
+        engine = create_engine_for(url)
+        try:
+            migrate(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise UserError(f"cannot open the database at {safe_url(url)}: {reason}") from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, run_log_keep=run_log_keep)
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- cursors -------------------------------------------------------------
+
+    def get_cursor(self, calendar: str) -> str | None:
+        """The stored sync cursor of ``calendar``; ``None`` when there is none."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(calendar_cursors.c.cursor).where(calendar_cursors.c.calendar == calendar)
+            ).scalar_one_or_none()
+
+    def reset_cursor(self, calendar: str) -> None:
+        """Forget the cursor: the next cycle lists the calendar in full. Records stay."""
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                update(calendar_cursors)
+                .where(calendar_cursors.c.calendar == calendar)
+                .values(cursor=None)
+            )
+
+    # -- records -------------------------------------------------------------
+
+    def records(self, calendar: str) -> dict[EventRef, EventRecord]:
+        """Every record of ``calendar`` by event."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(event_records).where(event_records.c.calendar == calendar)
+            ).mappings()
+            return {rec.ref: rec for rec in map(_record_from_row, rows)}
+
+    def all_records(self) -> list[EventRecord]:
+        """Every record of every calendar, ordered by event."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(event_records)).mappings()
+            return sorted(map(_record_from_row, rows), key=lambda rec: ref_sort_key(rec.ref))
+
+    def due_refs(self, calendar: str, now: datetime) -> list[EventRef]:
+        """Events of ``calendar`` to read again: revisit time reached, or a write pending."""
+        t = event_records.c
+        query = (
+            select(t.calendar, t.event_id, t.recurrence_id)
+            .where(t.calendar == calendar)
+            .where(or_(t.revisit_at <= now, t.pending_write.is_(True)))
+        )
+        with self.engine.connect() as conn:
+            return sorted((_ref(*row) for row in conn.execute(query)), key=ref_sort_key)
+
+    # -- the cycle's commit --------------------------------------------------
+
+    def commit_cycle(
+        self,
+        calendar: str,
+        cursor: str | None,
+        upserts: Sequence[EventRecord],
+        deletes: Sequence[EventRef],
+        run: RunSummary,
+    ) -> None:
+        """Store a cycle's outcome in ONE transaction: cursor, records, run log.
+
+        ``cursor=None`` keeps the stored cursor. ``upserts`` replace the records
+        of their events, ``deletes`` drop records. Everything must belong to
+        ``calendar``. Raises ``ValueError`` (and stores nothing) on a record or
+        run that is not ids, codes and aware times.
+        """
+        _check_cycle(calendar, upserts, deletes, run)
+        with write_transaction(self.engine) as conn:
+            if cursor is not None:
+                _upsert(
+                    conn,
+                    calendar_cursors,
+                    [{"calendar": calendar, "cursor": cursor, "updated_at": run.finished_at}],
+                    keys=("calendar",),
+                )
+            if upserts:
+                _upsert(
+                    conn,
+                    event_records,
+                    [_row_from_record(rec) for rec in upserts],
+                    keys=("calendar", "event_id", "recurrence_id"),
+                )
+            if deletes:
+                t = event_records.c
+                conn.execute(
+                    delete(event_records).where(
+                        t.calendar == bindparam("b_calendar"),
+                        t.event_id == bindparam("b_event_id"),
+                        t.recurrence_id == bindparam("b_recurrence_id"),
+                    ),
+                    [
+                        {
+                            "b_calendar": ref.calendar,
+                            "b_event_id": ref.event_id,
+                            "b_recurrence_id": ref.recurrence_id or _SERIES,
+                        }
+                        for ref in deletes
+                    ],
+                )
+            self._append_run(conn, run)
+
+    def _append_run(self, conn: Connection, run: RunSummary) -> None:
+        run_id = conn.execute(
+            run_log.insert()
+            .values(
+                calendar=run.calendar,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                ok=run.ok,
+                error_kind=run.error_kind,
+                writes=run.writes,
+            )
+            .returning(run_log.c.id)
+        ).scalar_one()
+        if run.counts:
+            conn.execute(
+                run_log_counts.insert(),
+                [
+                    {"run_id": run_id, "code": code, "count": count}
+                    for code, count in sorted(run.counts.items())
+                ],
+            )
+        # Prune: the newest ``run_log_keep`` runs of the calendar stay.
+        oldest_kept = (
+            select(run_log.c.id)
+            .where(run_log.c.calendar == run.calendar)
+            .order_by(run_log.c.id.desc())
+            .offset(self.run_log_keep - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        conn.execute(
+            delete(run_log).where(run_log.c.calendar == run.calendar, run_log.c.id < oldest_kept)
+        )
+
+    # -- reading the run log -------------------------------------------------
+
+    def recent_runs(self, limit: int = 20) -> list[RunSummary]:
+        """The newest ``limit`` runs over all calendars, newest first."""
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(
+                    select(run_log)
+                    .order_by(run_log.c.started_at.desc(), run_log.c.id.desc())
+                    .limit(limit)
+                )
+                .mappings()
+                .all()
+            )
+            counts = _counts_of(conn, [row["id"] for row in rows])
+        return [_run_from_row(row, counts.get(row["id"], {})) for row in rows]
+
+    def status(self) -> dict[str, Any]:
+        """Per calendar: cursor present, records by kind and action, pending writes, last run.
+
+        Only counts, codes and times, ready for ``json.dumps``.
+        """
+        t = event_records.c
+        with self.engine.connect() as conn:
+            cursors = dict(
+                conn.execute(select(calendar_cursors.c.calendar, calendar_cursors.c.cursor)).all()
+            )
+            groups = conn.execute(
+                select(t.calendar, t.kind, t.action, t.pending_write, func.count()).group_by(
+                    t.calendar, t.kind, t.action, t.pending_write
+                )
+            ).all()
+            last_ids = select(func.max(run_log.c.id)).group_by(run_log.c.calendar)
+            last_runs = (
+                conn.execute(select(run_log).where(run_log.c.id.in_(last_ids))).mappings().all()
+            )
+
+        by_kind: dict[str, Counter[str]] = {}
+        by_action: dict[str, Counter[str]] = {}
+        pending: Counter[str] = Counter()
+        for calendar, kind, action, pending_write, n in groups:
+            by_kind.setdefault(calendar, Counter())[kind] += n
+            by_action.setdefault(calendar, Counter())[action] += n
+            if pending_write:
+                pending[calendar] += n
+        last = {row["calendar"]: row for row in last_runs}
+
+        result: dict[str, Any] = {}
+        for calendar in sorted(cursors.keys() | by_kind.keys() | last.keys()):
+            kinds = by_kind.get(calendar, Counter())
+            row = last.get(calendar)
+            result[calendar] = {
+                "cursor": cursors.get(calendar) is not None,
+                "records": sum(kinds.values()),
+                "by_kind": dict(sorted(kinds.items())),
+                "by_action": dict(sorted(by_action.get(calendar, Counter()).items())),
+                "pending_writes": pending[calendar],
+                "last_run": None
+                if row is None
+                else {
+                    "started_at": row["started_at"].isoformat(),
+                    "finished_at": row["finished_at"].isoformat(),
+                    "ok": row["ok"],
+                    "error_kind": row["error_kind"],
+                    "writes": row["writes"],
+                },
+            }
+        return result
+
+
+def upgrade(url: str) -> str:
+    """Upgrade the database at ``url`` to the newest schema; return the revision it is at."""
+    engine = create_engine_for(url)
+    try:
+        return migrate(engine)
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise UserError(f"cannot open the database at {safe_url(url)}: {reason}") from exc
+    finally:
+        engine.dispose()
+
+
+# -- helpers ---------------------------------------------------------------
+
+
+def ref_sort_key(ref: EventRef) -> tuple[str, str, str]:
+    """Order events by calendar, id, then the series before its occurrences.
+
+    ``EventRef``'s own ordering cannot compare a series (``recurrence_id``
+    None) with one of its occurrences.
+    """
+    return (ref.calendar, ref.event_id, ref.recurrence_id or _SERIES)
+
+
+def _upsert(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...]
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={col.name: stmt.excluded[col.name] for col in table.columns if col.name not in keys},
+    )
+    conn.execute(stmt, rows)
+
+
+def _check_code(field: str, value: str | None, max_len: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or len(value) > max_len or not _CODE.match(value):
+        raise ValueError(f"{field} must be a code of at most {max_len} characters, without spaces")
+
+
+def _check_ref(ref: EventRef, calendar: str) -> None:
+    if ref.calendar != calendar:
+        raise ValueError(f"an event of calendar {ref.calendar!r} in a cycle of {calendar!r}")
+    if not ref.event_id or len(ref.event_id) > 1024:
+        raise ValueError("event ids must be 1 to 1024 characters long")
+    if ref.recurrence_id is not None:
+        _check_code("recurrence_id", ref.recurrence_id, 64)
+
+
+def _check_cycle(
+    calendar: str, upserts: Iterable[EventRecord], deletes: Iterable[EventRef], run: RunSummary
+) -> None:
+    if not calendar or len(calendar) > 200:
+        raise ValueError("calendar names must be 1 to 200 characters long")
+    for rec in upserts:
+        _check_ref(rec.ref, calendar)
+        _check_code("kind", rec.kind, 32)
+        _check_code("reason", rec.reason, 64, optional=True)
+        _check_code("action", rec.action, 32)
+        _check_code("block_hash", rec.block_hash, 128, optional=True)
+    for ref in deletes:
+        _check_ref(ref, calendar)
+    if run.calendar != calendar:
+        raise ValueError(f"a run of calendar {run.calendar!r} in a cycle of {calendar!r}")
+    _check_code("error_kind", run.error_kind, 64, optional=True)
+    for code, count in run.counts.items():
+        _check_code("count code", code, 128)
+        if not isinstance(count, int):
+            raise ValueError("counts must be integers")
+
+
+def _ref(calendar: str, event_id: str, recurrence_id: str) -> EventRef:
+    return EventRef(calendar, event_id, recurrence_id or None)
+
+
+def _row_from_record(rec: EventRecord) -> dict[str, Any]:
+    return {
+        "calendar": rec.ref.calendar,
+        "event_id": rec.ref.event_id,
+        "recurrence_id": rec.ref.recurrence_id or _SERIES,
+        "kind": rec.kind,
+        "reason": rec.reason,
+        "action": rec.action,
+        "block_hash": rec.block_hash,
+        "revisit_at": rec.revisit_at,
+        "pending_write": rec.pending_write,
+        "updated_at": rec.updated_at,
+    }
+
+
+def _record_from_row(row: Any) -> EventRecord:
+    return EventRecord(
+        ref=_ref(row["calendar"], row["event_id"], row["recurrence_id"]),
+        kind=row["kind"],
+        reason=row["reason"],
+        action=row["action"],
+        block_hash=row["block_hash"],
+        revisit_at=row["revisit_at"],
+        pending_write=bool(row["pending_write"]),
+        updated_at=row["updated_at"],
+    )
+
+
+def _counts_of(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
+    if not run_ids:
+        return {}
+    result: dict[int, dict[str, int]] = {}
+    query = select(run_log_counts).where(run_log_counts.c.run_id.in_(run_ids))
+    for row in conn.execute(query).mappings():
+        result.setdefault(row["run_id"], {})[row["code"]] = row["count"]
+    return result
+
+
+def _run_from_row(row: Any, counts: dict[str, int]) -> RunSummary:
+    return RunSummary(
+        calendar=row["calendar"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        ok=bool(row["ok"]),
+        error_kind=row["error_kind"],
+        writes=row["writes"],
+        counts=dict(sorted(counts.items())),
+    )
