@@ -22,7 +22,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from agendas.model import Attendee, EventType, Meeting, Status, Visibility
-from agendas.policy import Rules, Team
+from agendas.policy import Org, Rules, Team
 
 
 class MeetingKind(StrEnum):
@@ -178,40 +178,84 @@ def _opt_out_reason(meeting: Meeting, rules: Rules, humans: set[str]) -> SkipRea
 
 def _classify_pair(humans: set[str], rules: Rules) -> Classification:
     """Two people: a 1:1 only when one manages a team the other is a member of."""
+    index = team_index(rules.org)
+    first, second = sorted(humans)
     matches = [
-        (team, other)
-        for team in rules.org.teams
-        for manager, other in _both_orders(humans)
-        if manager == team.manager and other in team.members
+        (position, team, other)
+        for manager, other in ((first, second), (second, first))
+        for position, team in index.managed_by.get(manager, ())
+        if other in team.members
     ]
     if not matches:
         return skip(SkipReason.NOT_MANAGER_AND_REPORT)
     # The same pair in several teams: if any of them opted out, so does the 1:1.
-    if any(team.name in rules.opt_out.teams for team, _ in matches):
+    if any(team.name in rules.opt_out.teams for _, team, _ in matches):
         return skip(SkipReason.OPTED_OUT_TEAM)
-    team, report = matches[0]
+    _, team, report = min(matches, key=lambda match: match[0])  # config order
     return Classification(kind=MeetingKind.ONE_ON_ONE, team=team.name, counterpart=report)
-
-
-def _both_orders(pair: set[str]) -> list[tuple[str, str]]:
-    first, second = sorted(pair)
-    return [(first, second), (second, first)]
 
 
 def _classify_group(title: str, humans: set[str], rules: Rules) -> Classification:
     """Three or more people: a team meeting by majority or by a title keyword."""
+    index = team_index(rules.org)
+    present: dict[int, int] = {}
+    for email in humans:
+        for position in index.teams_of.get(email, ()):
+            present[position] = present.get(position, 0) + 1
     best: Team | None = None
     best_present = 0
-    for team in rules.org.teams:  # config order breaks ties
-        present = len(humans & team.people)
-        if present > best_present:
-            best, best_present = team, present
+    if present:
+        # Most people present; ties go to the team listed first in the config.
+        position, best_present = min(present.items(), key=lambda item: (-item[1], item[0]))
+        best = rules.org.teams[position]
     majority = best_present * 2 > len(humans)
     if not majority and not _title_has_keyword(title, rules.policy.team_meeting_keywords):
         return skip(SkipReason.NOT_A_TEAM_MEETING)
     if best is not None and best.name in rules.opt_out.teams:
         return skip(SkipReason.OPTED_OUT_TEAM)
     return Classification(kind=MeetingKind.TEAM, team=best.name if best else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamIndex:
+    """The org's teams by address and name, so classifying costs the same for 2 or 2,000 teams.
+
+    Positions are indexes into ``Org.teams`` (config order breaks ties).
+    """
+
+    managed_by: dict[str, tuple[tuple[int, Team], ...]]
+    teams_of: dict[str, tuple[int, ...]]
+    by_name: dict[str, Team]
+
+
+# Keyed by id() with the Org kept alive beside its index, so an id is never
+# reused while cached; an Org is frozen, so its index never goes stale.
+_INDEXES: dict[int, tuple[Org, TeamIndex]] = {}
+_MAX_INDEXES = 8
+
+
+def team_index(org: Org) -> TeamIndex:
+    """The (cached) :class:`TeamIndex` of ``org``."""
+    cached = _INDEXES.get(id(org))
+    if cached is not None and cached[0] is org:
+        return cached[1]
+    managed: dict[str, list[tuple[int, Team]]] = {}
+    teams_of: dict[str, list[int]] = {}
+    by_name: dict[str, Team] = {}
+    for position, team in enumerate(org.teams):
+        managed.setdefault(team.manager.lower(), []).append((position, team))
+        for email in team.people:
+            teams_of.setdefault(email.lower(), []).append(position)
+        by_name.setdefault(team.name, team)
+    index = TeamIndex(
+        managed_by={k: tuple(v) for k, v in managed.items()},
+        teams_of={k: tuple(v) for k, v in teams_of.items()},
+        by_name=by_name,
+    )
+    if len(_INDEXES) >= _MAX_INDEXES:
+        _INDEXES.clear()
+    _INDEXES[id(org)] = (org, index)
+    return index
 
 
 def _title_has_keyword(title: str, keywords: tuple[str, ...]) -> bool:

@@ -14,7 +14,7 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agendas.classify import Classification, MeetingKind
+from agendas.classify import Classification, MeetingKind, team_index
 from agendas.model import Meeting
 from agendas.policy import Focus, Rules, Team
 from agendas.recurrence import occurrence_index
@@ -91,7 +91,7 @@ def plan_agenda(
     """
     if classification.kind is MeetingKind.SKIP:
         raise ValueError("a skipped meeting has no agenda")
-    team = rules.org.team(classification.team) if classification.team else None
+    team = team_index(rules.org).by_name.get(classification.team or "")
     positive_only = in_positive_only_period(team, occurrence_start)
     if classification.kind is MeetingKind.TEAM:
         slot = SlotKind.PRAISE

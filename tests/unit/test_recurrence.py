@@ -202,17 +202,23 @@ def test_series_without_zone_expands_in_its_start_offset() -> None:
     assert start == datetime(2026, 5, 2, 8, 0, tzinfo=UTC)
 
 
-def test_unparsable_rules_and_zones_raise_recurrence_error() -> None:
+@pytest.mark.parametrize(
+    ("lines", "timezone"),
+    [
+        (("RRULE:FREQ=SOMETIMES",), "Europe/Stockholm"),
+        (("RRULE:FREQ=DAILY;INTERVAL=0",), "Europe/Stockholm"),
+        (("RRULE:FREQ=DAILY",), "Mars/Olympus"),
+        (("RRULE:FREQ=DAILY", "EXDATE:2026-13-45"), "Europe/Stockholm"),
+        (("RRULE:FREQ=DAILY;UNTIL=20261399T000000Z",), "Europe/Stockholm"),
+        (("RRULE:FREQ=DAILY", "RDATE:20261301T090000"), "Europe/Stockholm"),
+        (("RRULE:FREQ=DAILY", "EXDATE;TZID=Nowhere/Land:20260401T090000"), "Europe/Stockholm"),
+    ],
+)
+def test_unparsable_rules_and_zones_raise_recurrence_error(
+    lines: tuple[str, ...], timezone: str
+) -> None:
     with pytest.raises(RecurrenceError):
-        next_occurrence(series("RRULE:FREQ=SOMETIMES"), datetime(2026, 4, 1, tzinfo=UTC))
-    with pytest.raises(RecurrenceError):
-        next_occurrence(
-            series("RRULE:FREQ=DAILY", timezone="Mars/Olympus"), datetime(2026, 4, 1, tzinfo=UTC)
-        )
-    with pytest.raises(RecurrenceError):
-        next_occurrence(
-            series("RRULE:FREQ=DAILY", "EXDATE:2026-13-45"), datetime(2026, 4, 1, tzinfo=UTC)
-        )
+        next_occurrence(series(*lines, timezone=timezone), datetime(2026, 4, 1, tzinfo=UTC))
 
 
 def test_work_is_bounded_for_absurd_rules() -> None:
