@@ -103,7 +103,7 @@ run_log_counts = Table(
 
 # A code is a short identifier ("one_on_one", "skipped.not_organizer",
 # "error.RateLimited"): no spaces, so a sentence cannot pass for one.
-_CODE = re.compile(r"^[A-Za-z0-9_.:/-]+$")
+_CODE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
 
 
 @dataclass(frozen=True, slots=True)
