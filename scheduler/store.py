@@ -210,7 +210,7 @@ class Store:
         """Every record of every calendar, ordered by event."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(event_records)).mappings()
-            return sorted(map(_record_from_row, rows), key=lambda rec: ref_sort_key(rec.ref))
+            return sorted(map(_record_from_row, rows), key=lambda rec: rec.ref)
 
     def due_refs(self, calendar: str, now: datetime) -> list[EventRef]:
         """Events of ``calendar`` to read again: revisit time reached, or a write pending."""
@@ -221,7 +221,7 @@ class Store:
             .where(or_(t.revisit_at <= now, t.pending_write.is_(True)))
         )
         with self.engine.connect() as conn:
-            return sorted((_ref(*row) for row in conn.execute(query)), key=ref_sort_key)
+            return sorted(_ref(*row) for row in conn.execute(query))
 
     # -- the cycle's commit --------------------------------------------------
 
@@ -392,15 +392,6 @@ def upgrade(url: str) -> str:
 
 
 # -- helpers ---------------------------------------------------------------
-
-
-def ref_sort_key(ref: EventRef) -> tuple[str, str, str]:
-    """Order events by calendar, id, then the series before its occurrences.
-
-    ``EventRef``'s own ordering cannot compare a series (``recurrence_id``
-    None) with one of its occurrences.
-    """
-    return (ref.calendar, ref.event_id, ref.recurrence_id or _SERIES)
 
 
 def _upsert(
