@@ -906,12 +906,15 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             lowered = {k.lower(): v for k, v in self.headers.items()}
             status, headers, body = self.fake.handle(self.command, self.path, lowered, raw)
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a timeout test)
 
     do_GET = _serve
     do_POST = _serve
