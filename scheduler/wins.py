@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Date, Integer, String, Table, UniqueConstraint, func, select
+from sqlalchemy import Column, Date, Index, Integer, String, Table, UniqueConstraint, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -42,6 +42,7 @@ wins_table = Table(
     Column("vague", Integer, nullable=False, default=0),
     Column("recorded_at", UtcDateTime, nullable=False),
     UniqueConstraint("source", "occurrence", "kind", name="uq_feedback_wins_occurrence"),
+    Index("ix_feedback_wins_team_day", "team", "day"),
 )
 
 # Praise that names no behaviour. Compared after folding case, punctuation and
