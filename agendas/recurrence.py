@@ -6,17 +6,22 @@ a 09:00 Europe/Stockholm stand-up stays at 09:00 local on both sides of a DST
 change. Every date in the lines (UTC, ``TZID=``, floating, ``VALUE=DATE``) is
 first brought into that wall-clock frame, so dateutil only sees naive times.
 
-All work is bounded: expansion stops after :data:`MAX_SCAN` occurrences, and
-for rules without ``COUNT`` the start of the rule is moved forward by whole
-periods so that finding the next occurrence of an old daily stand-up does not
-walk through years of past ones.
+All work is bounded. The rules meetings use almost always (daily, or weekly
+on some weekdays, with an interval, UNTIL or COUNT) are expanded by arithmetic
+on a :class:`_Grid`, in constant time however old the series. Other rules go
+through dateutil: expansion stops after :data:`MAX_SCAN` occurrences, and for
+rules without ``COUNT`` the start is moved forward by whole periods so that an
+old hourly rule is not walked from its first occurrence.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -51,11 +56,76 @@ class RecurrenceError(FeedbackAgendasError, ValueError):
     """
 
 
+_WEEKDAYS = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
+_GRID_KEYS = frozenset({"FREQ", "INTERVAL", "BYDAY", "WKST", "UNTIL", "COUNT"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """A daily or weekly rule as arithmetic: periods of ``period_days`` from ``anchor``.
+
+    Each period holds the occurrences at ``offsets`` days from its first day,
+    at ``at`` o'clock. The first period drops offsets before the series start.
+    Occurrence ``i`` (0-based, before COUNT/UNTIL) is found and counted in O(1).
+    """
+
+    anchor: date  # first day of the first period (week start per WKST, or the start day)
+    period_days: int  # interval x 1 (daily) or interval x 7 (weekly)
+    offsets: tuple[int, ...]  # sorted days into the period
+    at: time
+    start: datetime  # naive wall-clock start of the series
+    skipped: int  # offsets of the first period before the start
+    until: datetime | None  # naive wall-clock, inclusive
+    count: int | None
+
+    def before(self, moment: datetime) -> int:
+        """How many occurrences (ignoring COUNT and UNTIL) start before ``moment``."""
+        if moment <= self.start:
+            return 0
+        days = (moment.date() - self.anchor).days
+        period, rest = divmod(days, self.period_days)
+        in_period = bisect_left(self.offsets, rest)
+        if in_period < len(self.offsets) and self.offsets[in_period] == rest:
+            in_period += self.at < moment.time()
+        return period * len(self.offsets) + in_period - self.skipped
+
+    def limit(self) -> int | None:
+        """Total number of occurrences, or None when endless."""
+        total = self.count
+        if self.until is not None:
+            up_to = self.before(self.until + timedelta(microseconds=1))
+            total = up_to if total is None else min(total, up_to)
+        return total
+
+    def nth(self, index: int) -> datetime:
+        period, slot = divmod(index + self.skipped, len(self.offsets))
+        day = self.anchor + timedelta(days=period * self.period_days + self.offsets[slot])
+        return datetime.combine(day, self.at)
+
+    def since(self, moment: datetime) -> Iterator[datetime]:
+        """Occurrences starting at or after ``moment``, in order."""
+        total = self.limit()
+        index = self.before(moment)
+        while total is None or index < total:
+            yield self.nth(index)
+            index += 1
+
+    def contains(self, moment: datetime) -> bool:
+        if moment < self.start or moment.time() != self.at:
+            return False
+        rest = (moment.date() - self.anchor).days % self.period_days
+        if rest not in self.offsets:
+            return False
+        total = self.limit()
+        return total is None or self.before(moment) < total
+
+
 @dataclass(frozen=True, slots=True)
 class _Rule:
     rule: rrule
     period: timedelta | None  # None: cannot be moved forward (COUNT, monthly, yearly)
     interval: int
+    grid: _Grid | None  # the same rule as arithmetic, when it has that shape
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +135,15 @@ class _Series:
     duration: timedelta  # absolute length of one occurrence
     rules: tuple[_Rule, ...]
     exrules: tuple[_Rule, ...]
-    rdates: tuple[datetime, ...]  # naive wall-clock times
-    exdates: tuple[datetime, ...]
+    rdates: tuple[datetime, ...]  # naive wall-clock times, sorted, unique
+    exdates: frozenset[datetime]
+
+    @property
+    def grids(self) -> tuple[_Grid, ...] | None:
+        """The rules as grids, or None when any rule needs dateutil."""
+        if self.exrules or any(r.grid is None for r in self.rules):
+            return None
+        return tuple(r.grid for r in self.rules if r.grid is not None)
 
 
 def next_occurrence(meeting: Meeting, after: datetime) -> tuple[datetime, datetime] | None:
@@ -82,10 +159,12 @@ def next_occurrence(meeting: Meeting, after: datetime) -> tuple[datetime, dateti
     series = _series_of(meeting)
     # Wall-clock and absolute order can differ by a DST shift: start a little early.
     threshold = _to_local(after - series.duration, series.zone) - _DST_MARGIN
-    for local in _expand(series, floor=threshold).xafter(threshold, count=MAX_SCAN, inc=True):
+    for scanned, local in enumerate(_occurrences_since(series, threshold)):
         start, end = _aware_span(local, series)
         if end > after:
             return start, end
+        if scanned >= MAX_SCAN:
+            break
     return None
 
 
@@ -99,12 +178,44 @@ def occurrence_index(meeting: Meeting, start: datetime) -> int:
         return 0
     series = _series_of(meeting)
     limit = _to_local(start, series.zone)
+    grids = series.grids
+    if grids is not None and len(grids) == 1:
+        return _grid_index(series, grids[0], limit)
     count = 0
-    for local in _expand(series, floor=None).xafter(series.local_start, count=MAX_SCAN, inc=True):
+    for local in _occurrences_since(series, series.local_start):
+        if count >= MAX_SCAN:
+            break
         if local >= limit:
             break
         count += 1
     return count
+
+
+def _grid_index(series: _Series, grid: _Grid, limit: datetime) -> int:
+    """Occurrences before ``limit``: the rule's, plus extra dates, minus excluded ones."""
+    total = grid.limit()
+    from_rule = grid.before(limit) if total is None else min(grid.before(limit), total)
+    extra = sum(
+        1
+        for moment in series.rdates
+        if moment < limit and moment not in series.exdates and not grid.contains(moment)
+    )
+    excluded = sum(1 for moment in series.exdates if moment < limit and grid.contains(moment))
+    return from_rule + extra - excluded
+
+
+def _occurrences_since(series: _Series, moment: datetime) -> Iterator[datetime]:
+    """The series' occurrences at or after ``moment``, in order, without duplicates."""
+    grids = series.grids
+    if grids is None:
+        yield from _expand(series, floor=moment).xafter(moment, count=MAX_SCAN, inc=True)
+        return
+    extra = series.rdates[bisect_left(series.rdates, moment) :]
+    previous = None
+    for local in heapq.merge(extra, *(grid.since(moment) for grid in grids)):
+        if local != previous and local not in series.exdates:
+            yield local
+        previous = local
 
 
 def _series_of(meeting: Meeting) -> _Series:
@@ -140,8 +251,8 @@ def _parse_series(
         duration=end - start,
         rules=tuple(rules),
         exrules=tuple(exrules),
-        rdates=tuple(rdates),
-        exdates=tuple(exdates),
+        rdates=tuple(sorted(set(rdates))),
+        exdates=frozenset(exdates),
     )
 
 
@@ -182,7 +293,53 @@ def _parse_rule(text: str, local_start: datetime, zone: tzinfo) -> _Rule:
     if not isinstance(parsed, rrule) or interval < 1:
         raise RecurrenceError("unsupported recurrence rule")
     period = None if "COUNT" in parts else _FIXED_PERIODS.get(parts.get("FREQ", "").upper())
-    return _Rule(rule=parsed, period=period, interval=interval)
+    return _Rule(
+        rule=parsed, period=period, interval=interval, grid=_as_grid(parts, normalised, local_start)
+    )
+
+
+def _as_grid(parts: dict[str, str], normalised: str, local_start: datetime) -> _Grid | None:
+    """The rule as a :class:`_Grid` when it is daily or weekly on plain weekdays, else None."""
+    if not parts.keys() <= _GRID_KEYS:
+        return None
+    freq = parts.get("FREQ", "").upper()
+    interval = int(parts.get("INTERVAL", "1") or "1")
+    days_text = [d.strip().upper() for d in parts.get("BYDAY", "").split(",") if d.strip()]
+    if any(d not in _WEEKDAYS for d in days_text):
+        return None  # ordinals such as 1MO, or nonsense: dateutil decides
+    weekdays = sorted({_WEEKDAYS[d] for d in days_text})
+    if freq == "DAILY" and weekdays and interval == 1:
+        freq = "WEEKLY"  # every day, filtered by weekday: the same as weekly on those days
+    start_day = local_start.date()
+    offsets: tuple[int, ...]
+    if freq == "DAILY" and not weekdays:
+        anchor, period_days, offsets = start_day, interval, (0,)
+    elif freq == "WEEKLY":
+        wkst = _WEEKDAYS.get(parts.get("WKST", "MO").strip().upper())
+        if wkst is None:
+            return None
+        anchor = start_day - timedelta(days=(start_day.weekday() - wkst) % 7)
+        period_days = 7 * interval
+        days = weekdays or [start_day.weekday()]
+        offsets = tuple(sorted((d - wkst) % 7 for d in days))
+    else:
+        return None
+    start_offset = (start_day - anchor).days
+    found = re.search(r"(?i)UNTIL=([0-9]{8}T[0-9]{6})", normalised)  # already local
+    until = _compact(found.group(1)) if found else None
+    count = int(parts["COUNT"]) if parts.get("COUNT", "").isdigit() else None
+    if "COUNT" in parts and count is None:
+        return None
+    return _Grid(
+        anchor=anchor,
+        period_days=period_days,
+        offsets=offsets,
+        at=local_start.time(),
+        start=local_start,
+        skipped=bisect_left(offsets, start_offset),
+        until=until,
+        count=count,
+    )
 
 
 def _local_until(match: re.Match[str], zone: tzinfo) -> str:

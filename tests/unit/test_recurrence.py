@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from dateutil.rrule import rruleset, rrulestr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agendas.model import EventRef, Meeting
 from agendas.recurrence import MAX_SCAN, RecurrenceError, next_occurrence, occurrence_index
@@ -246,3 +249,83 @@ def test_series_with_moved_start_matches_a_full_walk() -> None:
     assert jump is not None and jump[0] == walked[-1]
     # The walk began after the first occurrence (index 0).
     assert [occurrence_index(meeting, s) for s in walked[-3:]] == [58, 59, 60]
+
+
+# --- the arithmetic expansion agrees with a plain dateutil walk ---------------------------
+
+ZONES = ["Europe/Stockholm", "America/New_York", "UTC"]
+DAY_CODES = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+
+
+@st.composite
+def simple_series(draw: st.DrawFn) -> tuple[Meeting, rruleset]:
+    """A daily/weekly meeting series and, independently, the dateutil set it means."""
+    zone_name = draw(st.sampled_from(ZONES))
+    zone = ZoneInfo(zone_name)
+    naive_start = datetime(2025, 1, 1) + timedelta(
+        days=draw(st.integers(0, 800)), minutes=15 * draw(st.integers(0, 95))
+    )
+    freq = draw(st.sampled_from(["DAILY", "WEEKLY"]))
+    parts = [f"FREQ={freq}"]
+    interval = draw(st.integers(1, 4))
+    if interval > 1 or draw(st.booleans()):
+        parts.append(f"INTERVAL={interval}")
+    days = draw(st.lists(st.sampled_from(DAY_CODES), max_size=4, unique=True))
+    if days and (freq == "WEEKLY" or interval == 1):
+        parts.append("BYDAY=" + ",".join(days))
+    if draw(st.booleans()):
+        parts.append("WKST=" + draw(st.sampled_from(DAY_CODES)))
+    ending = draw(st.sampled_from(["none", "count", "until"]))
+    if ending == "count":
+        parts.append(f"COUNT={draw(st.integers(1, 40))}")
+    elif ending == "until":
+        until = naive_start + timedelta(
+            days=draw(st.integers(0, 400)), hours=draw(st.integers(0, 23))
+        )
+        parts.append(f"UNTIL={until:%Y%m%dT%H%M%S}")
+    rule_text = ";".join(parts)
+    oracle = rruleset()
+    rule = rrulestr(rule_text, dtstart=naive_start)
+    oracle.rrule(rule)  # type: ignore[arg-type]
+    oracle.rdate(naive_start)
+    lines = [f"RRULE:{rule_text}"]
+    for _ in range(draw(st.integers(0, 3))):
+        excluded = naive_start + timedelta(days=draw(st.integers(0, 200)))
+        if draw(st.booleans()):
+            excluded = rule.after(excluded) or excluded  # usually a real occurrence
+        oracle.exdate(excluded)
+        lines.append(f"EXDATE;TZID={zone_name}:{excluded:%Y%m%dT%H%M%S}")
+    if draw(st.booleans()):
+        extra = naive_start + timedelta(
+            days=draw(st.integers(0, 300)), hours=draw(st.integers(0, 5))
+        )
+        oracle.rdate(extra)
+        lines.append(f"RDATE;TZID={zone_name}:{extra:%Y%m%dT%H%M%S}")
+    start = naive_start.replace(tzinfo=zone)
+    minutes = draw(st.sampled_from([15, 60, 150]))
+    meeting = series(*lines, start=start, minutes=minutes, timezone=zone_name)
+    return meeting, oracle
+
+
+@settings(max_examples=300)
+@given(simple_series(), st.integers(-2 * 24, 24 * 900))
+def test_next_occurrence_and_index_match_a_dateutil_walk(
+    case: tuple[Meeting, rruleset], hours: int
+) -> None:
+    meeting, oracle = case
+    zone = ZoneInfo(meeting.timezone or "UTC")
+    after = meeting.start + timedelta(hours=hours)
+    duration = meeting.end - meeting.start
+    expected = None
+    for index, local in enumerate(oracle.xafter(datetime(1970, 1, 1), count=5000)):
+        start = local.replace(tzinfo=zone)
+        if start.astimezone(UTC) + duration > after:
+            expected = (start, index)
+            break
+    found = next_occurrence(meeting, after)
+    if expected is None:
+        assert found is None
+        return
+    assert found is not None
+    assert found[0] == expected[0] and found[0].utcoffset() == expected[0].utcoffset()
+    assert occurrence_index(meeting, found[0]) == expected[1]
