@@ -352,7 +352,7 @@ _OPENING_WRAPPER = re.compile(r"<(div|p|span)(?:\s[^<>]*)?>\Z", re.IGNORECASE)
 # break the user typed before the block stays.
 _LOOSE_SEPARATOR = re.compile(
     r"(?:(?:\r\n|\r|\n)[ \t]*){2}\Z|(?:<br\s*/?>\s*){2}\Z"
-    r"|<(div|p)>\s*<br\s*/?>\s*</(?:div|p)>\s*\Z",
+    r"|<(?:div|p)>\s*(?:<br\s*/?>|&nbsp;|\u00a0)?\s*</(?:div|p)>\s*\Z",
     re.IGNORECASE,
 )
 _WINDOW = 200

@@ -333,10 +333,20 @@ def test_the_block_survives_calendar_app_conversions(fmt: TextFormat, index: int
     assert "roadmap" in removed.description
 
 
-def test_google_div_wrapping_is_removed_with_the_block() -> None:
-    converted = google_divs(insert("Agenda", HTML, BODY_HTML))
+def paragraphs_with_nbsp(description: str) -> str:
+    return "".join(f"<p>{part or '&nbsp;'}</p>" for part in description.split("<br>"))
+
+
+@pytest.mark.parametrize(
+    ("convert", "expected"),
+    [(google_divs, "<div>Agenda</div>"), (paragraphs_with_nbsp, "<p>Agenda</p>")],
+)
+def test_wrapping_and_blank_lines_are_removed_with_the_block(
+    convert: Conversion, expected: str
+) -> None:
+    converted = convert(insert("Agenda", HTML, BODY_HTML))
     removed = merge_block(converted, HTML, None, block_hash(BODY_HTML))
-    assert removed.description == "<div>Agenda</div>"
+    assert removed.description == expected
 
 
 @pytest.mark.parametrize("fmt", [TEXT, HTML])
