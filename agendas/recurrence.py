@@ -219,14 +219,21 @@ def _occurrences_since(series: _Series, moment: datetime) -> Iterator[datetime]:
 
 
 def _series_of(meeting: Meeting) -> _Series:
-    return _parse_series(meeting.recurrence, meeting.start, meeting.end, meeting.timezone)
+    # The zone of the start is part of the key: equal instants in different
+    # zones compare equal, but expand differently when no timezone is named.
+    start = meeting.start
+    return _parse_series(meeting.recurrence, start, start.tzinfo, meeting.end, meeting.timezone)
 
 
 @lru_cache(maxsize=4096)
 def _parse_series(
-    lines: tuple[str, ...], start: datetime, end: datetime, timezone: str | None
+    lines: tuple[str, ...],
+    start: datetime,
+    start_zone: tzinfo | None,
+    end: datetime,
+    timezone: str | None,
 ) -> _Series:
-    zone = _zone(timezone, start)
+    zone = _zone(timezone, start_zone)
     local_start = _to_local(start, zone)
     rules: list[_Rule] = []
     exrules: list[_Rule] = []
@@ -256,15 +263,15 @@ def _parse_series(
     )
 
 
-def _zone(name: str | None, start: datetime) -> tzinfo:
+def _zone(name: str | None, start_zone: tzinfo | None) -> tzinfo:
     if name:
         try:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise RecurrenceError(f"unknown time zone {name!r}") from exc
-    if start.tzinfo is None:
+    if start_zone is None:
         raise RecurrenceError("a series needs an aware start or a time zone")
-    return start.tzinfo
+    return start_zone
 
 
 def _to_local(moment: datetime, zone: tzinfo) -> datetime:

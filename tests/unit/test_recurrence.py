@@ -205,6 +205,18 @@ def test_series_without_zone_expands_in_its_start_offset() -> None:
     assert start == datetime(2026, 5, 2, 8, 0, tzinfo=UTC)
 
 
+def test_same_instant_in_another_zone_expands_in_that_zone() -> None:
+    """Without a named zone, the start's own zone is the wall clock (not a cached other one)."""
+    in_stockholm = datetime(2026, 3, 23, 9, 0, tzinfo=STOCKHOLM)
+    utc = series("RRULE:FREQ=DAILY", start=in_stockholm.astimezone(UTC), timezone=None)
+    local = series("RRULE:FREQ=DAILY", start=in_stockholm, timezone=None)
+    after_dst = datetime(2026, 4, 1, tzinfo=UTC)
+    utc_next, local_next = next_occurrence(utc, after_dst), next_occurrence(local, after_dst)
+    assert utc_next and local_next
+    assert utc_next[0].astimezone(UTC).hour == 8  # fixed 08:00 UTC
+    assert local_next[0].astimezone(UTC).hour == 7  # 09:00 Stockholm summer time
+
+
 @pytest.mark.parametrize(
     ("lines", "timezone"),
     [
