@@ -221,6 +221,9 @@ class FakeGoogleCalendarAPI:
         self.record_calls = True
         self.violations: list[str] = []
         self.user_edits = 0
+        # Admin SDK Directory: user address -> manager address (and who is suspended).
+        self.directory: dict[str, str] = {}
+        self.suspended: set[str] = set()
         self._lock = threading.RLock()
         self._etags = itertools.count(3_180_000_000_000_000)
         self._ids = itertools.count(1)
@@ -263,6 +266,11 @@ class FakeGoogleCalendarAPI:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}/calendar/v3/"
+
+    @property
+    def root(self) -> str:
+        """``http://127.0.0.1:PORT/``: the api_endpoint for the Admin SDK Directory."""
+        return f"http://127.0.0.1:{self.port}/"
 
     @property
     def batch_uri(self) -> str:
@@ -469,7 +477,7 @@ class FakeGoogleCalendarAPI:
             if fault is not None and fault.status:
                 headers_out = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
                 raise ApiError(fault.status, fault.reason or "backendError", headers=headers_out)
-            if kind != "batch":
+            if kind not in ("batch", "users.list"):
                 self._validate(kind, query, body)
             status, answer = route(params, headers, body, path, fault)
             out = json.dumps(answer).encode() if answer is not None else b""
@@ -485,6 +493,8 @@ class FakeGoogleCalendarAPI:
             return "batch", None
         if method == "POST" and path == "/calendar/v3/channels/stop":
             return "stop", self._stop
+        if method == "GET" and path == "/admin/directory/v1/users":
+            return "users.list", self._users_list
         m = re.fullmatch(r"/calendar/v3/calendars/([^/]+)/events(?:/([^/]+))?", path)
         if m is None:
             return "unknown", None
@@ -706,6 +716,34 @@ class FakeGoogleCalendarAPI:
                         stored[key] = value
             self._touch(cal, event)
             return 200, self._answer(copy.deepcopy(event), "Event")
+
+    # directory ------------------------------------------------------------------------
+
+    def _users_list(
+        self, params: dict[str, str], headers: Any, body: Any, path: str, fault: Any
+    ) -> tuple[int, Any]:
+        known = {"customer", "domain", "query", "maxResults", "pageToken", "alt", "quotaUser"}
+        unknown = set(params) - known
+        if unknown or not ({"customer", "domain"} & set(params)):
+            self._violation(f"users.list: bad parameters {sorted(unknown) or 'no customer/domain'}")
+            raise ApiError(400, "invalid", "bad users.list parameters")
+        m = re.fullmatch(r"directManager='([^']+)'", params.get("query", ""))
+        if m is None:
+            raise ApiError(400, "invalid", "only directManager queries are supported")
+        boss = m.group(1).lower()
+        with self._lock:
+            found = sorted(u for u, mgr in self.directory.items() if mgr == boss)
+        size = int(params.get("maxResults", "100"))
+        start = int(params.get("pageToken") or 0)
+        page = found[start : start + size]
+        users = [
+            {"kind": "admin#directory#user", "primaryEmail": u, "suspended": u in self.suspended}
+            for u in page
+        ]
+        answer: dict[str, Any] = {"kind": "admin#directory#users", "users": users}
+        if start + size < len(found):
+            answer["nextPageToken"] = str(start + size)
+        return 200, answer
 
     # push ---------------------------------------------------------------------------
 

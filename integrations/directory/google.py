@@ -1,0 +1,148 @@
+"""Managers and their reports from the Google Admin SDK Directory.
+
+``users.list`` with ``query="directManager='boss@x'"`` (scope
+``admin.directory.user.readonly``) names the direct reports of one manager.
+Search results may lag by up to 36 hours, so the directory only adds to the
+teams in the config: where both name a team for a manager, the config wins.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import httplib2
+from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient.discovery import build_from_document
+from googleapiclient.discovery_cache import get_static_doc
+from googleapiclient.errors import HttpError
+
+from agendas.policy import Team
+from integrations.calendars.google_client import load_credentials
+from integrations.calendars.google_errors import (
+    TRANSPORT_ERRORS,
+    translate_http_error,
+    translate_transport_error,
+)
+from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+
+DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.user.readonly"
+DEFAULT_ENDPOINT = "https://admin.googleapis.com/"
+
+
+@lru_cache(maxsize=4)
+def _users_resource(endpoint: str) -> Any:
+    import json
+
+    text = get_static_doc("admin", "directory_v1")
+    assert text is not None
+    service = build_from_document(
+        json.loads(text), http=httplib2.Http(), client_options={"api_endpoint": endpoint}
+    )
+    return service.users()
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerReports:
+    """One manager and the addresses of their direct reports (lower case)."""
+
+    manager: str
+    reports: frozenset[str]
+
+
+class GoogleDirectory:
+    """Reads direct reports from the Admin SDK Directory as one admin user."""
+
+    def __init__(
+        self,
+        *,
+        credentials: str,
+        subject: str | None = None,
+        domain: str | None = None,
+        api_endpoint: str | None = None,
+        http: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
+        endpoint = api_endpoint or DEFAULT_ENDPOINT
+        creds = load_credentials(
+            credentials, subject=subject, api_endpoint=endpoint, scopes=(DIRECTORY_SCOPE,)
+        )
+        self._http = AuthorizedHttp(creds, http=http or httplib2.Http(timeout=30))
+        self._users = _users_resource(endpoint)
+        self._domain = domain
+        self._sleep, self._clock, self._policy = sleep, clock, retry_policy
+        self._rng = random.Random()
+        self.requests = 0
+
+    def reports_of(self, manager: str) -> ManagerReports:
+        """Every active direct report of ``manager`` (all pages)."""
+        reports: set[str] = set()
+        page: str | None = None
+        while True:
+            params: dict[str, Any] = {
+                "query": f"directManager='{manager}'",
+                "maxResults": 500,
+                "pageToken": page,
+            }
+            if self._domain:
+                params["domain"] = self._domain
+            else:
+                params["customer"] = "my_customer"
+            answer = self._list(params)
+            for user in answer.get("users") or ():
+                email = str(user.get("primaryEmail", "")).lower()
+                if email and not user.get("suspended") and not user.get("archived"):
+                    reports.add(email)
+            page = answer.get("nextPageToken")
+            if not page:
+                return ManagerReports(manager.lower(), frozenset(reports))
+
+    def _list(self, params: dict[str, Any]) -> dict[str, Any]:
+        def once() -> dict[str, Any]:
+            self.requests += 1
+            try:
+                answer: dict[str, Any] = self._users.list(**params).execute(
+                    http=self._http, num_retries=0
+                )
+                return answer
+            except HttpError as exc:
+                raise translate_http_error(exc, operation="users.list") from exc
+            except TRANSPORT_ERRORS as exc:
+                raise translate_transport_error(exc, operation="users.list") from exc
+
+        return call_with_retry(
+            once, policy=self._policy, sleep=self._sleep, clock=self._clock, rng=self._rng
+        )
+
+    def close(self) -> None:
+        connections = getattr(getattr(self._http, "http", None), "connections", None)
+        if isinstance(connections, dict):
+            for conn in list(connections.values()):
+                conn.close()
+            connections.clear()
+
+
+def merge_teams(config_teams: Iterable[Team], found: Iterable[ManagerReports]) -> tuple[Team, ...]:
+    """Config teams, plus one team per manager the config does not already cover.
+
+    The config wins: a manager with a configured team keeps exactly that team.
+    A manager the directory names without reports adds nothing.
+    """
+    teams = list(config_teams)
+    configured = {t.manager for t in teams}
+    names = {t.name for t in teams}
+    for entry in sorted(found, key=lambda e: e.manager):
+        if entry.manager in configured or not entry.reports:
+            continue
+        name = f"directory:{entry.manager}"
+        if name in names:
+            continue
+        teams.append(Team(name=name, manager=entry.manager, members=entry.reports))
+        names.add(name)
+    return tuple(teams)
