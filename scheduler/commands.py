@@ -30,7 +30,7 @@ EXAMPLE_CONFIG = _example_config()
 
 
 def make_renderer(cfg: AppConfig) -> AgendaRenderer:
-    return AgendaRenderer(cfg.policy.templates)
+    return AgendaRenderer(cfg.policy.templates, opt_out_marker=cfg.opt_out.marker)
 
 
 @contextmanager
