@@ -8,11 +8,14 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
+from agendas.decide import Decision
 from agendas.errors import UserError
 from scheduler import commands
+from scheduler.config import AppConfig
 from scheduler.engine import CycleReport, summarise, utc_now
 
 CONFIG_OPTION = click.option(
@@ -30,7 +33,7 @@ def _fail(exc: UserError) -> NoReturn:
     sys.exit(2)
 
 
-def _load(config_path: Path) -> commands.AppConfig:
+def _load(config_path: Path) -> AppConfig:
     try:
         cfg = commands.load(config_path)
     except UserError as exc:
@@ -156,9 +159,8 @@ def _print_demo(run: Any) -> None:
         text = commands.agenda_text(decision)
         if text is None:
             continue
-        title = decision.meeting.title
-        when = decision.meeting.ref.recurrence_id or "series" if decision.meeting.recurrence else ""
-        click.echo(click.style(f"=== {title} {when}".rstrip(), bold=True))
+        heading = f"=== {decision.meeting.title} ({_when(decision)})"
+        click.echo(click.style(heading, bold=True))
         click.echo(text)
         click.echo("")
     second = run.second_report
@@ -169,21 +171,41 @@ def _print_demo(run: Any) -> None:
 
 
 def _decision_table(report: CycleReport) -> str:
-    rows = [("meeting", "occurrence", "decision", "slots", "reason")]
+    rows = [("meeting", "when", "kind", "action", "slots", "reason")]
     for d in report.decisions:
         rows.append(
             (
                 d.meeting.title[:40],
-                d.meeting.ref.recurrence_id or ("series" if d.meeting.recurrence else "-"),
-                f"{d.classification.kind.value}: {report._outcomes.get(d.meeting.ref, d.action.value)}",
+                _when(d),
+                d.classification.kind.value,
+                report.final_action(d),
                 ",".join(d.slots) or "-",
                 d.reason or "",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return f"[{report.calendar}]\n" + "\n".join(lines)
+
+
+def _when(decision: Decision) -> str:
+    """When a meeting is, in its own time zone: a series, one moved occurrence, or a date."""
+    meeting = decision.meeting
+    zone = ZoneInfo(meeting.timezone or "UTC")
+    start = meeting.start.astimezone(zone)
+    when = start.strftime("%a %d %b") if meeting.all_day else start.strftime("%a %d %b %H:%M")
+    if meeting.is_series:
+        if decision.plan is not None:
+            upcoming = decision.plan.occurrence_start.astimezone(zone)
+            return f"series, next {upcoming:%a %d %b %H:%M}"
+        return "series"
+    if meeting.ref.recurrence_id:
+        return f"{when}, one occurrence"
+    return when
 
 
 def _totals_line(summary: dict[str, Any]) -> str:

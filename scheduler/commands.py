@@ -19,6 +19,7 @@ from scheduler.engine import CycleReport, RevertReport, revert_calendar, run_cyc
 from scheduler.providers import build_provider
 from scheduler.store import Store
 
+
 def _example_config() -> Path:
     """The repo's config.example.yaml; an installed package carries a copy in ``examples``."""
     root = Path(__file__).resolve().parent.parent

@@ -71,13 +71,14 @@ class CycleReport:
                     "recurrence_id": ref.recurrence_id,
                     "kind": d.classification.kind.value,
                     "slots": list(d.slots),
-                    "action": self._final_action(d),
+                    "action": self.final_action(d),
                     "reason": d.reason,
                 }
             )
         return entries
 
-    def _final_action(self, d: Decision) -> str:
+    def final_action(self, d: Decision) -> str:
+        """What happened to the event: the decision, or ``failed`` when its write failed."""
         return self._outcomes.get(d.meeting.ref, d.action.value)
 
     # filled by the engine: ref -> final action ("failed" when a write failed)
@@ -128,7 +129,17 @@ def run_cycle(
     requests_before = Counter(provider.requests)
     fingerprint = rules_fingerprint(rules, renderer)
     try:
-        _run(provider, store, rules, renderer, now, report, fingerprint, dry_run, max_conflict_retries)
+        _run(
+            provider,
+            store,
+            rules,
+            renderer,
+            now,
+            report,
+            fingerprint,
+            dry_run,
+            max_conflict_retries,
+        )
     except ProviderError as exc:
         report.error = type(exc).__name__
         report.errors[type(exc).__name__] += 1
@@ -168,7 +179,9 @@ def _run(
     for bad in changes.unreadable:
         report.skipped["malformed"] += 1
         report.actions[ActionKind.SKIPPED.value] += 1
-        log.warning("calendar %s: skipped unreadable event %s: %s", calendar, bad.ref.event_id, bad.reason)
+        log.warning(
+            "calendar %s: skipped unreadable event %s: %s", calendar, bad.ref.event_id, bad.reason
+        )
     unreadable = {bad.ref for bad in changes.unreadable}
     if changes.full:
         seen = meetings.keys() | unreadable
@@ -193,8 +206,17 @@ def _run(
     pending: set[EventRef] = set()
     if not dry_run:
         _write_with_retries(
-            provider, rules, now, renderer, records, decisions, outcomes, written_hash, pending,
-            report, max_conflict_retries,
+            provider,
+            rules,
+            now,
+            renderer,
+            records,
+            decisions,
+            outcomes,
+            written_hash,
+            pending,
+            report,
+            max_conflict_retries,
         )
 
     upserts: list[EventRecord] = []
@@ -292,7 +314,12 @@ def _write_with_retries(
         to_write = []
         for ref in conflicted:
             if attempt > max_conflict_retries:
-                log.warning("calendar %s: gave up on %s after %d conflicts", ref.calendar, ref.event_id, attempt)
+                log.warning(
+                    "calendar %s: gave up on %s after %d conflicts",
+                    ref.calendar,
+                    ref.event_id,
+                    attempt,
+                )
                 outcomes[ref] = "failed"
                 pending.add(ref)
                 report.errors["PreconditionFailed"] += 1
@@ -393,13 +420,24 @@ def revert_calendar(
         rec = records[write.ref]
         upserts.append(
             EventRecord(
-                ref=rec.ref, kind=rec.kind, reason="reverted", action="removed",
-                block_hash=None, revisit_at=None, pending_write=False, updated_at=now,
+                ref=rec.ref,
+                kind=rec.kind,
+                reason="reverted",
+                action="removed",
+                block_hash=None,
+                revisit_at=None,
+                pending_write=False,
+                updated_at=now,
             )
         )
     run = RunSummary(
-        calendar=provider.name, started_at=now, finished_at=now, ok=not result.failed,
-        error_kind=None, writes=len(upserts), counts={"action.removed": len(upserts)},
+        calendar=provider.name,
+        started_at=now,
+        finished_at=now,
+        ok=not result.failed,
+        error_kind=None,
+        writes=len(upserts),
+        counts={"action.removed": len(upserts)},
     )
     store.commit_cycle(provider.name, None, upserts, [], run)
     return result

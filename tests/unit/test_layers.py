@@ -12,9 +12,23 @@ ROOT = Path(__file__).resolve().parents[2]
 # What each layer may not import (by top-level module name).
 FORBIDDEN = {
     "agendas": {
-        "integrations", "scheduler", "sqlalchemy", "alembic", "googleapiclient", "google",
-        "caldav", "requests", "httplib2", "apprise", "apscheduler", "socket", "subprocess",
-        "urllib", "http", "time", "random",
+        "integrations",
+        "scheduler",
+        "sqlalchemy",
+        "alembic",
+        "googleapiclient",
+        "google",
+        "caldav",
+        "requests",
+        "httplib2",
+        "apprise",
+        "apscheduler",
+        "socket",
+        "subprocess",
+        "urllib",
+        "http",
+        "time",
+        "random",
     },
     "integrations": {"scheduler"},
 }
