@@ -1,0 +1,145 @@
+"""The command line, through click's runner, on the example config and sample week."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from examples.sample_week import write_sample_week
+from scheduler.cli import main
+from scheduler.commands import demo_week_start
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """config.example.yaml beside a sample week that lies ahead of today."""
+    config = tmp_path / "config.yaml"
+    shutil.copy(ROOT / "config.example.yaml", config)
+    folder = tmp_path / "examples" / "calendars" / "mona"
+    folder.mkdir(parents=True)
+    write_sample_week(folder, demo_week_start(datetime.now(UTC), "Europe/Stockholm"))
+    return config
+
+
+def sync_json(config: Path, *extra: str) -> dict:
+    result = CliRunner().invoke(main, ["sync", "--config", str(config), "--json", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_sync_twice_writes_then_makes_zero_writes(example: Path) -> None:
+    first = sync_json(example)
+    assert first["writes"] == 7
+    assert first["actions"] == {"inserted": 7, "skipped": 6}
+    assert first["skipped"] == {
+        "all_day": 1,
+        "external_guest": 1,
+        "not_a_team_meeting": 1,
+        "not_organizer": 1,
+        "opted_out_user": 1,
+        "out_of_office": 1,
+    }
+    assert first["requests"]["write"] >= 1
+    entry = next(e for e in first["events"] if e["event_id"].startswith("bob-1on1"))
+    assert entry == {
+        "calendar": "mona",
+        "event_id": entry["event_id"],
+        "recurrence_id": None,
+        "kind": "one_on_one",
+        "slots": ["better"],
+        "action": "inserted",
+        "reason": None,
+    }
+    second = sync_json(example)
+    assert second["writes"] == 0
+    # Only our own writes come back as changes; the skipped events are not re-read.
+    assert second["actions"] == {"unchanged": 7}
+
+
+def test_dry_run_reports_but_writes_nothing(example: Path) -> None:
+    before = {p: p.read_bytes() for p in example.parent.rglob("*.ics")}
+    report = sync_json(example, "--dry-run")
+    assert report["dry_run"] is True and report["actions"]["inserted"] == 7
+    assert report["writes"] == 0
+    assert {p: p.read_bytes() for p in example.parent.rglob("*.ics")} == before
+
+
+def test_revert_removes_unedited_blocks_and_lists_edited_ones(example: Path) -> None:
+    originals = {p: p.read_bytes() for p in example.parent.rglob("*.ics")}
+    sync_json(example)
+    bob = next(p for p in originals if p.name.startswith("bob-1on1"))
+    bob.write_bytes(bob.read_bytes().replace(b"Situation: ___", b"Situation: the demo", 1))
+    result = CliRunner().invoke(main, ["revert", "--config", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "mona: removed 6 block(s)" in result.output
+    assert "left edited: bob-1on1" in result.output
+    untouched = {p for p, data in originals.items() if p.read_bytes() == data}
+    assert len(untouched) == len(originals) - 1
+
+
+def test_check_config_exits_0_when_valid_and_2_with_every_problem(tmp_path: Path) -> None:
+    ok = CliRunner().invoke(main, ["check-config", "--config", str(ROOT / "config.example.yaml")])
+    assert ok.exit_code == 0, ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "storage: {url: 'sqlite:///x.db'}\n"
+        "calendars:\n"
+        "  - name: mona\n"
+        "    provider: vdir\n"
+        "    path: cal\n"
+        "    owner: mona@example.com\n"
+        "    colour: blue\n"
+        "org:\n"
+        "  internal_domains: [example.com]\n"
+        "  teams:\n"
+        "    - {name: t, manager: mona@example.com, members: [], locale: fi}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["check-config", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.yaml:7: calendars[0].colour" in result.output
+    assert "bad.yaml:11: org.teams[0].locale" in result.output
+
+
+def test_a_bad_config_stops_sync_with_a_clear_message(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("calendars: [\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["sync", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.yaml" in result.output and "Traceback" not in result.output
+
+
+def test_status_shows_the_last_run(example: Path) -> None:
+    sync_json(example)
+    result = CliRunner().invoke(main, ["status", "--config", str(example), "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.output)
+    assert status["mona"]["last_run"]["ok"] is True
+    assert status["mona"]["records"] == 13
+
+
+def test_demo_shows_both_kinds_of_agenda_and_the_skip_reasons() -> None:
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "This you can do better" in out and "What to do instead" in out
+    assert "Praise (in public)" in out
+    assert "Det här gör du bra" in out  # the Swedish team's positive-only 1:1 (R2)
+    for reason in ("external_guest", "opted_out_user", "all_day", "out_of_office"):
+        assert reason in out
+    assert "A second cycle with no changes: 0 write(s)." in out
+
+
+def test_db_upgrade_reports_the_head_revision(example: Path) -> None:
+    from scheduler.migrations import head_revision
+
+    result = CliRunner().invoke(main, ["db", "upgrade", "--config", str(example)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"database at revision {head_revision()}"
