@@ -44,6 +44,9 @@ _FIXED_PERIODS = {
     "SECONDLY": timedelta(seconds=1),
 }
 
+# Any of these fixes the days of a monthly rule; without them DTSTART's day applies.
+_MONTH_DAY_KEYS = frozenset({"BYDAY", "BYMONTHDAY", "BYYEARDAY", "BYWEEKNO"})
+
 _DST_MARGIN = timedelta(hours=3)
 
 _UNTIL = re.compile(r"(?i)(UNTIL=)([0-9]{8})(T[0-9]{6})?(Z?)")
@@ -122,10 +125,12 @@ class _Grid:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
-    rule: rrule
-    period: timedelta | None  # None: cannot be moved forward (COUNT, monthly, yearly)
+    rule: rrule | None  # dateutil's form; None when the grid alone expands the series
+    text: str  # the rule with UNTIL in wall-clock time
+    period: timedelta | None  # None: cannot be moved forward by a fixed time (COUNT, months)
     interval: int
     grid: _Grid | None  # the same rule as arithmetic, when it has that shape
+    monthly: bool = False  # moved forward by whole months instead (no COUNT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +230,7 @@ def _series_of(meeting: Meeting) -> _Series:
     return _parse_series(meeting.recurrence, start, start.tzinfo, meeting.end, meeting.timezone)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=8192)
 def _parse_series(
     lines: tuple[str, ...],
     start: datetime,
@@ -252,6 +257,9 @@ def _parse_series(
         elif name in ("RDATE", "EXDATE"):
             target = rdates if name == "RDATE" else exdates
             target.extend(_parse_dates(value, params, local_start, zone))
+    if exrules or any(item.grid is None for item in rules):
+        rules = _with_dateutil_rules(rules, local_start)
+        exrules = _with_dateutil_rules(exrules, local_start)
     return _Series(
         zone=zone,
         local_start=local_start,
@@ -293,16 +301,52 @@ def _parse_rule(text: str, local_start: datetime, zone: tzinfo) -> _Rule:
         parts[key.strip().upper()] = val.strip()
     try:
         normalised = _UNTIL.sub(lambda m: _local_until(m, zone), text)
-        parsed = rrulestr(normalised, dtstart=local_start)
         interval = int(parts.get("INTERVAL", "1") or "1")
     except (ValueError, TypeError) as exc:
         raise RecurrenceError("unparsable recurrence rule") from exc
-    if not isinstance(parsed, rrule) or interval < 1:
+    if interval < 1:
         raise RecurrenceError("unsupported recurrence rule")
-    period = None if "COUNT" in parts else _FIXED_PERIODS.get(parts.get("FREQ", "").upper())
+    freq = parts.get("FREQ", "").upper()
+    period = None if "COUNT" in parts else _FIXED_PERIODS.get(freq)
+    monthly = freq == "MONTHLY" and "COUNT" not in parts
+    if monthly and not parts.keys() & _MONTH_DAY_KEYS:
+        # dateutil takes the day from DTSTART; say it explicitly so the rule
+        # can start in a later month without changing its days.
+        normalised += f";BYMONTHDAY={local_start.day}"
+    grid = _as_grid(parts, normalised, local_start)
+    # Building dateutil's rule costs more than the rest of the parse: only
+    # when the arithmetic cannot do the job (see _with_dateutil_rules).
+    rule = None if grid is not None else _dateutil_rule(normalised, local_start)
     return _Rule(
-        rule=parsed, period=period, interval=interval, grid=_as_grid(parts, normalised, local_start)
+        rule=rule, text=normalised, period=period, interval=interval, grid=grid, monthly=monthly
     )
+
+
+def _dateutil_rule(text: str, local_start: datetime) -> rrule:
+    try:
+        parsed = rrulestr(text, dtstart=local_start)
+    except (ValueError, TypeError) as exc:
+        raise RecurrenceError("unparsable recurrence rule") from exc
+    if not isinstance(parsed, rrule):
+        raise RecurrenceError("unsupported recurrence rule")
+    return parsed
+
+
+def _with_dateutil_rules(rules: list[_Rule], local_start: datetime) -> list[_Rule]:
+    """The rules, each with its dateutil form (a series that dateutil must expand)."""
+    return [
+        item
+        if item.rule is not None
+        else _Rule(
+            rule=_dateutil_rule(item.text, local_start),
+            text=item.text,
+            period=item.period,
+            interval=item.interval,
+            grid=item.grid,
+            monthly=item.monthly,
+        )
+        for item in rules
+    ]
 
 
 def _as_grid(parts: dict[str, str], normalised: str, local_start: datetime) -> _Grid | None:
@@ -425,10 +469,36 @@ def _moved_forward(item: _Rule, local_start: datetime, floor: datetime | None) -
     Every occurrence at or after the new start is the same as in the original
     rule, because the period grid, weekday and time of day are unchanged.
     """
-    if floor is None or item.period is None or floor <= local_start:
-        return item.rule
+    rule = item.rule
+    if rule is None:  # _parse_series gives every rule its dateutil form in such a series
+        raise RecurrenceError("internal: a dateutil expansion without a dateutil rule")
+    if floor is None or floor <= local_start:
+        return rule
+    if item.monthly:
+        return _moved_forward_by_months(rule, item.interval, local_start, floor)
+    if item.period is None:
+        return rule
     step = item.period * item.interval
     periods = (floor - local_start) // step
     if periods <= 0:
-        return item.rule
-    return item.rule.replace(dtstart=local_start + step * periods)
+        return rule
+    return rule.replace(dtstart=local_start + step * periods)
+
+
+def _moved_forward_by_months(
+    rule: rrule, interval: int, local_start: datetime, floor: datetime
+) -> rrule:
+    """A monthly rule starting on the 1st of a later month of its grid, before ``floor``.
+
+    Its days are explicit (BYMONTHDAY or BYDAY), and every occurrence in a
+    month is on or after the 1st at the series' time of day.
+    """
+    months = (floor.year - local_start.year) * 12 + floor.month - local_start.month
+    periods = months // interval - 1  # one whole period early, for safety
+    if periods <= 0:
+        return rule
+    month_index = local_start.month - 1 + periods * interval
+    moved = local_start.replace(
+        year=local_start.year + month_index // 12, month=month_index % 12 + 1, day=1
+    )
+    return rule.replace(dtstart=moved)

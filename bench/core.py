@@ -83,7 +83,7 @@ def build_rules() -> Rules:
     )
 
 
-def synthetic_meeting(n: int, rng: random.Random, rules: Rules) -> Meeting:
+def synthetic_meeting(n: int, rng: random.Random, rules: Rules, series_share: float) -> Meeting:
     team = rules.org.teams[rng.randrange(TEAMS)]
     members = sorted(team.members)
     manager = team.manager
@@ -131,9 +131,16 @@ def synthetic_meeting(n: int, rng: random.Random, rules: Rules) -> Meeting:
         people.append(Attendee(email="all@example.com", group=True))
     start = NOW + timedelta(hours=rng.randint(-24, 24 * 20))
     recurrence: tuple[str, ...] = ()
-    if rng.random() < 0.2:
+    if rng.random() < series_share:
         start -= timedelta(weeks=rng.randint(1, 150))
-        recurrence = ("RRULE:FREQ=WEEKLY", f"EXDATE:{(start + timedelta(weeks=2)):%Y%m%dT%H%M%SZ}")
+        # Mostly weekly or every weekday (arithmetic path); some monthly (dateutil path).
+        rule = rng.choices(
+            ["FREQ=WEEKLY", "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR", "FREQ=WEEKLY;INTERVAL=2",
+             "FREQ=MONTHLY;BYDAY=1TU"],
+            weights=[60, 20, 10, 10],
+        )[0]  # fmt: skip
+        excluded = start + timedelta(weeks=2)
+        recurrence = (f"RRULE:{rule}", f"EXDATE:{excluded:%Y%m%dT%H%M%SZ}")
     fmt = TextFormat.HTML if rng.random() < 0.5 else TextFormat.TEXT
     meeting = Meeting(
         ref=EventRef(f"cal-{organizer}", f"evt-{n}"),
@@ -152,12 +159,14 @@ def synthetic_meeting(n: int, rng: random.Random, rules: Rules) -> Meeting:
     return replace(meeting, **changes)  # type: ignore[arg-type]
 
 
-def build_meetings(count: int, seed: int, rules: Rules, renderer: AgendaRenderer) -> list[Meeting]:
+def build_meetings(
+    count: int, seed: int, rules: Rules, renderer: AgendaRenderer, series_share: float = 0.2
+) -> list[Meeting]:
     """N meetings; about a third already carry the block an earlier cycle wrote."""
     rng = random.Random(seed)
     meetings = []
     for n in range(count):
-        m = synthetic_meeting(n, rng, rules)
+        m = synthetic_meeting(n, rng, rules, series_share)
         if rng.random() < 0.35:
             d = decide(m, rules, NOW - timedelta(days=1), renderer)
             if d.needs_write and d.description is not None:
@@ -193,12 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--series", type=float, default=0.2, help="share of meetings that are weekly series"
+    )
     args = parser.parse_args(argv)
 
     rules = build_rules()
     renderer = AgendaRenderer()
     t0 = time.perf_counter()
-    meetings = build_meetings(args.events, args.seed, rules, renderer)
+    meetings = build_meetings(args.events, args.seed, rules, renderer, args.series)
     print(f"built {len(meetings)} meetings in {time.perf_counter() - t0:.1f} s\n")
 
     input_mb = peak_rss_mb()

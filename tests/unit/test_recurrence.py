@@ -263,27 +263,32 @@ def test_series_with_moved_start_matches_a_full_walk() -> None:
     assert [occurrence_index(meeting, s) for s in walked[-3:]] == [58, 59, 60]
 
 
-# --- the arithmetic expansion agrees with a plain dateutil walk ---------------------------
+# --- arithmetic and moved-forward expansion agree with a plain dateutil walk ------
 
 ZONES = ["Europe/Stockholm", "America/New_York", "UTC"]
 DAY_CODES = ["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
+MONTH_DAYS = ["", "BYDAY=1TU", "BYDAY=-1FR", "BYDAY=MO,WE", "BYMONTHDAY=31", "BYMONTHDAY=-1,15"]
 
 
 @st.composite
 def simple_series(draw: st.DrawFn) -> tuple[Meeting, rruleset]:
-    """A daily/weekly meeting series and, independently, the dateutil set it means."""
+    """A daily/weekly/monthly series and, independently, the dateutil set it means."""
     zone_name = draw(st.sampled_from(ZONES))
     zone = ZoneInfo(zone_name)
     naive_start = datetime(2025, 1, 1) + timedelta(
         days=draw(st.integers(0, 800)), minutes=15 * draw(st.integers(0, 95))
     )
-    freq = draw(st.sampled_from(["DAILY", "WEEKLY"]))
+    freq = draw(st.sampled_from(["DAILY", "WEEKLY", "MONTHLY"]))
     parts = [f"FREQ={freq}"]
     interval = draw(st.integers(1, 4))
     if interval > 1 or draw(st.booleans()):
         parts.append(f"INTERVAL={interval}")
     days = draw(st.lists(st.sampled_from(DAY_CODES), max_size=4, unique=True))
-    if days and (freq == "WEEKLY" or interval == 1):
+    if freq == "MONTHLY":
+        month_days = draw(st.sampled_from(MONTH_DAYS))
+        if month_days:
+            parts.append(month_days)
+    elif days and (freq == "WEEKLY" or interval == 1):
         parts.append("BYDAY=" + ",".join(days))
     if draw(st.booleans()):
         parts.append("WKST=" + draw(st.sampled_from(DAY_CODES)))
