@@ -36,6 +36,7 @@ import random
 import resource
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -168,6 +169,27 @@ def measure(
     return phase
 
 
+class SerialStore:
+    """The store behind one lock: SQLite takes one writer at a time, and with dozens of
+    sync threads a commit can outwait SQLite's busy timeout ("database is locked").
+    A single-process deployment on SQLite needs the same serialisation."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._store, name)
+        if not callable(target):
+            return target
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return target(*args, **kwargs)
+
+        return locked
+
+
 # -- the naive baseline --------------------------------------------------------------------------
 
 
@@ -247,13 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed", type=float, default=0.05, help="fraction of events users edit")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument(
+        "--database", help="store URL (default: a fresh SQLite file); e.g. a PostgreSQL URL"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
 
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
     server = ctx.Process(
-        target=serve, args=(child, args.calendars, args.events, args.latency, args.seed)
+        target=serve,
+        args=(child, args.calendars, args.events, args.latency, args.seed),
+        daemon=True,  # never outlive the bench, even when it fails
     )
     server.start()
     hello = parent.recv()
@@ -266,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(
         prefix="fa-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
     ) as tmp:
-        store = Store.open(f"sqlite:///{tmp}/bench.db")
+        url = args.database or f"sqlite:///{tmp}/bench.db"
+        opened = Store.open(url)
+        store: Any = SerialStore(opened) if url.startswith("sqlite") else opened
         providers = {
             c: GoogleProvider(
                 name=c,
@@ -298,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         phases.append(push)
         for p in providers.values():
             p.close()
-        store.close()
+        opened.close()
 
         if not args.no_baseline:
             naive = NaiveCron(endpoint, renderer, rules, rules.policy.horizon_days)
