@@ -8,10 +8,11 @@ first brought into that wall-clock frame, so dateutil only sees naive times.
 
 All work is bounded. The rules meetings use almost always (daily, or weekly
 on some weekdays, with an interval, UNTIL or COUNT) are expanded by arithmetic
-on a :class:`_Grid`, in constant time however old the series. Other rules go
-through dateutil: expansion stops after :data:`MAX_SCAN` occurrences, and for
-rules without ``COUNT`` the start is moved forward by whole periods so that an
-old hourly rule is not walked from its first occurrence.
+on a :class:`_Grid`, in constant time however old the series (a property
+test checks it against a plain dateutil walk). Other rules go through
+dateutil: expansion stops after :data:`MAX_SCAN` occurrences, and rules
+without ``COUNT`` start a whole number of periods (days, weeks, months...)
+later, so an old monthly review is not walked from its first occurrence.
 """
 
 from __future__ import annotations
