@@ -88,7 +88,7 @@ class GoogleProvider:
         calendar_id: str = "primary",
         credentials: str | Path = "anonymous",
         subject: str | None = None,
-        api_endpoint: str | None = None,
+        api_endpoint: object | None = None,
         batch_size: int = 50,
         writes_per_minute: int = 60,
         http: Any = None,
@@ -99,6 +99,8 @@ class GoogleProvider:
         retry_policy: RetryPolicy = DEFAULT_POLICY,
         limiter: UserRateLimiter | None = None,
     ) -> None:
+        # Config may hand us a URL object (pydantic HttpUrl): the client wants text.
+        api_endpoint = str(api_endpoint) if api_endpoint else None
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
         self.name = name

@@ -63,12 +63,14 @@ class GoogleDirectory:
         credentials: str,
         subject: str | None = None,
         domain: str | None = None,
-        api_endpoint: str | None = None,
+        api_endpoint: object | None = None,
         http: Any = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
     ) -> None:
+        # Config may hand us a URL object (pydantic HttpUrl): the client wants text.
+        api_endpoint = str(api_endpoint) if api_endpoint else None
         endpoint = api_endpoint or DEFAULT_ENDPOINT
         creds = load_credentials(
             credentials, subject=subject, api_endpoint=endpoint, scopes=(DIRECTORY_SCOPE,)

@@ -202,3 +202,15 @@ def test_a_channel_is_due_for_replacement_before_it_expires() -> None:
     channel = PushChannel("c", "r", now + timedelta(hours=2))
     assert not channel.needs_replacing(now, margin_seconds=3600)
     assert channel.needs_replacing(now + timedelta(hours=1, minutes=1), margin_seconds=3600)
+
+
+def test_the_endpoint_may_come_as_a_validated_url_object() -> None:
+    from pydantic import HttpUrl
+
+    with FakeGoogleCalendarAPI() as api:
+        api.add_calendar(OWNER)
+        provider = GoogleProvider(
+            name="w", owner=OWNER, calendar_id=OWNER, api_endpoint=HttpUrl(api.endpoint)
+        )
+        assert provider.read_changes(None).full
+        provider.close()
