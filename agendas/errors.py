@@ -5,6 +5,7 @@
     FeedbackAgendasError
     ├── UserError                  printed without a traceback
     │   └── ConfigError            bad config: file, line and key for every problem
+    ├── RecurrenceError            an RRULE we cannot expand (agendas.recurrence; skipped)
     ├── PreconditionFailed         someone else changed the event first (412, etag mismatch)
     └── ProviderError              a calendar or notification backend failed
         ├── NotFound               the event (or calendar) is gone
