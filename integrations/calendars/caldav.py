@@ -64,10 +64,9 @@ from agendas.errors import (
 from agendas.model import ChangeSet, DescriptionWrite, EventRef, Meeting, Unreadable, WriteOutcome
 from integrations.calendars.ics import (
     IcsError,
-    apply_description,
     meetings_from_calendar,
     parse_calendar,
-    serialise,
+    rewrite_descriptions,
 )
 
 log = logging.getLogger(__name__)
@@ -288,25 +287,16 @@ class CaldavProvider:
             if item.etag != etag:
                 raise PreconditionFailed(f"{res_name} changed since it was read")
             data = item.data
-        try:
-            cal = parse_calendar(data)
-            self._parse(data, etag)  # never write what we cannot read back
-        except IcsError as exc:
-            raise ProviderError(f"{res_name} is unreadable, not written: {exc}") from None
-
-        outcomes: dict[int, WriteOutcome] = {}
-        applied: list[tuple[int, DescriptionWrite]] = []
-        for index, w in items:
-            try:
-                apply_description(cal, w.ref, w.description, w.block_hash, self.default_timezone)
-            except NotFound as exc:
-                outcomes[index] = WriteOutcome(w.ref, error=exc)
-            else:
-                applied.append((index, w))
-        if not applied:
+        new_data, applied, outcomes = rewrite_descriptions(
+            data,
+            items,
+            source=res_name,
+            calendar_name=self.name,
+            owner=self.owner,
+            default_timezone=self.default_timezone,
+        )
+        if new_data is None:
             return outcomes
-        new_data = serialise(cal)
-        self._check_round_trip(res_name, new_data, [w for _, w in applied])
         new_etag = self._put(calendar, res_name, new_data, etag)
         self._cache[res_name] = (new_etag, new_data)
         outcomes.update({i: WriteOutcome(w.ref, etag=new_etag) for i, w in applied})
@@ -331,18 +321,6 @@ class CaldavProvider:
                 raise NotFound(f"{res_name} vanished after the write")
             new_etag = item.etag
         return str(new_etag)
-
-    def _check_round_trip(
-        self, res_name: str, new_data: bytes, applied: list[DescriptionWrite]
-    ) -> None:
-        by_ref = {m.ref: m for m in self._parse(new_data, "")}
-        for w in applied:
-            meeting = by_ref.get(w.ref)
-            expected = w.description.replace("\r\n", "\n").replace("\r", "\n")
-            if meeting is None or meeting.description != expected:
-                raise ProviderError(f"{res_name}: description did not survive serialisation")
-            if meeting.stored_hash != (w.block_hash or None):
-                raise ProviderError(f"{res_name}: block hash did not survive serialisation")
 
     # -- talking to the server --------------------------------------------------
 

@@ -34,7 +34,17 @@ from icalendar import Calendar, Event, vText
 from icalendar.timezone import tzid_from_dt
 
 from agendas.errors import NotFound, ProviderError
-from agendas.model import Attendee, EventRef, EventType, Meeting, Status, TextFormat, Visibility
+from agendas.model import (
+    Attendee,
+    DescriptionWrite,
+    EventRef,
+    EventType,
+    Meeting,
+    Status,
+    TextFormat,
+    Visibility,
+    WriteOutcome,
+)
 
 HASH_PROPERTY = "X-FEEDBACK-AGENDAS-HASH"
 EVENT_TYPE_PROPERTY = "X-FEEDBACK-AGENDAS-EVENT-TYPE"
@@ -169,6 +179,66 @@ def serialise(cal: Calendar) -> bytes:
     """Serialise keeping the properties in the order they were read."""
     data: bytes = cal.to_ical(sorted=False)
     return data
+
+
+def rewrite_descriptions(
+    data: bytes,
+    writes: Sequence[tuple[int, DescriptionWrite]],
+    *,
+    source: str,
+    calendar_name: str,
+    owner: str,
+    default_timezone: str = "UTC",
+) -> tuple[bytes | None, list[tuple[int, DescriptionWrite]], dict[int, WriteOutcome]]:
+    """Apply description writes to one stored object (a .ics file, a CalDAV resource).
+
+    Returns the new bytes (``None`` when no write applied), the writes that
+    applied (with their index), and outcomes for those that did not (an
+    occurrence with no override to write into). Raises ProviderError when the
+    object cannot be parsed, or when a written description or hash would not
+    read back exactly: we never write what we cannot read back.
+    """
+    try:
+        cal = parse_calendar(data)
+        meetings_from_calendar(
+            parse_calendar(data),
+            calendar_name=calendar_name,
+            owner=owner,
+            etag="",
+            default_timezone=default_timezone,
+        )
+    except IcsError as exc:
+        raise ProviderError(f"{source} is unreadable, not written: {exc}") from None
+    failed: dict[int, WriteOutcome] = {}
+    applied: list[tuple[int, DescriptionWrite]] = []
+    for index, w in writes:
+        try:
+            apply_description(cal, w.ref, w.description, w.block_hash, default_timezone)
+        except NotFound as exc:
+            failed[index] = WriteOutcome(w.ref, error=exc)
+        else:
+            applied.append((index, w))
+    if not applied:
+        return None, applied, failed
+    new_data = serialise(cal)
+    read_back = {
+        m.ref: m
+        for m in meetings_from_calendar(
+            parse_calendar(new_data),
+            calendar_name=calendar_name,
+            owner=owner,
+            etag="",
+            default_timezone=default_timezone,
+        )
+    }
+    for _, w in applied:
+        meeting = read_back.get(w.ref)
+        expected = w.description.replace("\r\n", "\n").replace("\r", "\n")
+        if meeting is None or meeting.description != expected:
+            raise ProviderError(f"{source}: description did not survive serialisation")
+        if meeting.stored_hash != (w.block_hash or None):
+            raise ProviderError(f"{source}: block hash did not survive serialisation")
+    return new_data, applied, failed
 
 
 def calendar_from_meetings(

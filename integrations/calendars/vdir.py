@@ -47,11 +47,10 @@ from agendas.model import (
 )
 from integrations.calendars.ics import (
     IcsError,
-    apply_description,
     etag_of,
     meetings_from_calendar,
     parse_calendar,
-    serialise,
+    rewrite_descriptions,
 )
 
 log = logging.getLogger(__name__)
@@ -230,24 +229,20 @@ class VdirProvider:
         if not fresh:
             return outcomes
         try:
-            cal = parse_calendar(data)
-            self._parse(data, etag)  # never write what we cannot read back
-        except IcsError as exc:
-            error = ProviderError(f"{file_name} is unreadable, not written: {exc}")
+            new_data, applied, failed = rewrite_descriptions(
+                data,
+                fresh,
+                source=file_name,
+                calendar_name=self.name,
+                owner=self.owner,
+                default_timezone=self.default_timezone,
+            )
+        except ProviderError as error:
             outcomes.update({i: WriteOutcome(w.ref, error=error) for i, w in fresh})
             return outcomes
-        applied = []
-        for index, w in fresh:
-            try:
-                apply_description(cal, w.ref, w.description, w.block_hash, self.default_timezone)
-            except NotFound as exc:
-                outcomes[index] = WriteOutcome(w.ref, error=exc)
-            else:
-                applied.append((index, w))
-        if not applied:
+        outcomes.update(failed)
+        if new_data is None:
             return outcomes
-        new_data = serialise(cal)
-        self._check_round_trip(file_name, new_data, [w for _, w in applied])
         self.requests["write"] += 1
         if self._read(file_name) != data:
             # A user saved the file while we merged: do not overwrite their edit.
@@ -258,18 +253,6 @@ class VdirProvider:
         new_etag = etag_of(new_data)
         outcomes.update({i: WriteOutcome(w.ref, etag=new_etag) for i, w in applied})
         return outcomes
-
-    def _check_round_trip(
-        self, file_name: str, new_data: bytes, applied: list[DescriptionWrite]
-    ) -> None:
-        by_ref = {m.ref: m for m in self._parse(new_data, etag_of(new_data))}
-        for w in applied:
-            meeting = by_ref.get(w.ref)
-            expected = w.description.replace("\r\n", "\n").replace("\r", "\n")
-            if meeting is None or meeting.description != expected:
-                raise ProviderError(f"{file_name}: description did not survive serialisation")
-            if meeting.stored_hash != (w.block_hash or None):
-                raise ProviderError(f"{file_name}: block hash did not survive serialisation")
 
     # -- helpers ----------------------------------------------------------------
 
