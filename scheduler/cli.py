@@ -141,14 +141,23 @@ def db_upgrade(config_path: Path) -> None:
     default=None,
     help="Where to put the sample calendar and database (default: a temporary folder).",
 )
-def demo(folder: Path | None) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Then keep running as the daemon on the demo calendar (endpoints, reminders).",
+)
+def demo(folder: Path | None, serve: bool) -> None:
     """Zero-config demo: one cycle over a bundled sample week."""
-    if folder is None:
-        with tempfile.TemporaryDirectory(prefix="feedback-agendas-demo-") as tmp:
-            _print_demo(commands.run_demo(Path(tmp), utc_now()))
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        _print_demo(commands.run_demo(folder, utc_now()))
+    with tempfile.TemporaryDirectory(prefix="feedback-agendas-demo-") as tmp:
+        where = folder or Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        run = commands.run_demo(where, utc_now())
+        _print_demo(run)
+        if serve:
+            from scheduler.loop import run_forever
+
+            click.echo("\nNow running as the daemon on the demo calendar; Ctrl-C stops it.")
+            sys.exit(run_forever(run.config, echo=click.echo))
 
 
 def _print_demo(run: Any) -> None:

@@ -84,6 +84,7 @@ class DemoRun:
     week_start: date
     report: CycleReport
     second_report: CycleReport
+    config: AppConfig  # the example config, pointed at ``folder``
 
 
 def demo_week_start(now: datetime, timezone: str) -> date:
@@ -117,7 +118,9 @@ def run_demo(folder: Path, now: datetime, config_path: Path = EXAMPLE_CONFIG) ->
     )
     first = sync_all(cfg, now)[0]
     second = sync_all(cfg, now)[0]
-    return DemoRun(folder=folder, week_start=week_start, report=first, second_report=second)
+    return DemoRun(
+        folder=folder, week_start=week_start, report=first, second_report=second, config=cfg
+    )
 
 
 def agenda_text(decision: Decision) -> str | None:
