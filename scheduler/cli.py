@@ -134,6 +134,30 @@ def db_upgrade(config_path: Path) -> None:
     click.echo(f"database at revision {upgrade(cfg.storage.url)}")
 
 
+@main.command("google-auth")
+@click.option(
+    "--client-secrets",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The OAuth client file (installed app) from the Google Cloud console.",
+)
+@click.option(
+    "--token-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to save the user's token (created readable by you only).",
+)
+def google_auth(client_secrets: Path, token_out: Path) -> None:
+    """Authorise one Google user (installed-app flow) and save the token file."""
+    from integrations.calendars.google_client import run_installed_app_flow
+
+    try:
+        saved = run_installed_app_flow(client_secrets, token_out)
+    except UserError as exc:
+        _fail(exc)
+    click.echo(f"saved the token to {saved}; use it as the calendar's `credentials`")
+
+
 @main.command()
 @click.option(
     "--folder",

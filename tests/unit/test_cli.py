@@ -143,3 +143,16 @@ def test_db_upgrade_reports_the_head_revision(example: Path) -> None:
     result = CliRunner().invoke(main, ["db", "upgrade", "--config", str(example)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"database at revision {head_revision()}"
+
+
+def test_google_auth_refuses_a_client_file_others_can_read(tmp_path: Path) -> None:
+    secrets = tmp_path / "client.json"
+    secrets.write_text("{}", encoding="utf-8")
+    secrets.chmod(0o644)
+    token = tmp_path / "token.json"
+    result = CliRunner().invoke(
+        main, ["google-auth", "--client-secrets", str(secrets), "--token-out", str(token)]
+    )
+    assert result.exit_code == 2
+    assert "readable by other users" in result.output and "chmod 600" in result.output
+    assert not token.exists()
