@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
@@ -446,6 +447,36 @@ class Daemon:
             return False, "the last cycle is too old"
         return True, "ready"
 
+    def reclaim_dead_local_leases(self) -> int:
+        """Give back the leases of earlier processes on this host that are gone; return how many.
+
+        A default replica id is ``HOST-PID-RANDOM``. A process killed with
+        ``kill -9`` (or by the OOM killer) cannot release its leases, and a
+        restarted daemon would wait out the whole lease (60 s) before it may
+        sync those calendars or send those reminders. On this host we can tell
+        that the holder is dead: its pid no longer exists, or it is our own pid
+        under another id (a container restarted as pid 1). A pid that exists is
+        treated as alive, even if it was reused: then we wait, which is safe.
+        Rows it was sending stay ``sending``; a resend is counted as a
+        possible duplicate.
+
+        Call once at start-up, before any work, in a process that runs one daemon.
+        """
+        pattern = re.compile(re.escape(socket.gethostname()) + r"-(\d+)-[0-9a-f]{6}")
+        calendar_holders = leases.holders(self.store, CALENDAR_LEASE)
+        candidates = {h for h in calendar_holders.values() if h} | self.outbox.lease_owners()
+        dead = set()
+        for holder in candidates - {self.replica_id}:
+            found = pattern.fullmatch(holder)
+            if found and _process_gone(int(found.group(1))):
+                dead.add(holder)
+        released = 0
+        for holder in sorted(dead):
+            held = [r for r, h in calendar_holders.items() if h == holder]
+            leases.release(self.store, held, holder)
+            released += len(held) + self.outbox.release(holder)
+        return released
+
     def metrics_text(self) -> tuple[bytes, str]:
         return self.metrics.render(), CONTENT_TYPE_LATEST
 
@@ -457,6 +488,19 @@ class Daemon:
             self._held.clear()
         leases.release(self.store, held, self.replica_id)
         self.outbox.release(self.replica_id)
+
+
+def _process_gone(pid: int) -> bool:
+    """True when no process ``pid`` runs on this host, or it is this very process."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        return False
+    return False
 
 
 def praise_counts(description: str) -> tuple[int, int]:

@@ -112,6 +112,9 @@ def run_forever(
     """Run the daemon until SIGTERM/SIGINT (or ``stop``); return the exit code (0)."""
     interval = interval_seconds or float(cfg.sync.interval_seconds)
     daemon = Daemon(cfg)
+    reclaimed = daemon.reclaim_dead_local_leases()
+    if reclaimed:
+        log.info("took back %d lease(s) of an earlier process on this host that died", reclaimed)
     server = EndpointServer(
         cfg.server.host, cfg.server.port, ready=daemon.readiness, metrics=daemon.metrics_text
     )

@@ -425,6 +425,14 @@ class Outbox:
             )
         return result.rowcount
 
+    def lease_owners(self) -> set[str]:
+        """Everyone who holds (or held, expired) a lease on some row."""
+        t = outbox_table
+        with self.engine.connect() as conn:
+            return set(
+                conn.scalars(select(t.c.lease_owner).where(t.c.lease_owner.is_not(None)).distinct())
+            )
+
     def release(self, owner: str) -> int:
         """Give back every lease ``owner`` holds (graceful shutdown)."""
         t = outbox_table
