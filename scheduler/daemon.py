@@ -41,9 +41,10 @@ from integrations.notify.base import Notifier, channel_id
 from scheduler import leases
 from scheduler.commands import make_renderer
 from scheduler.config import AppConfig
+from scheduler.db import UTCDateTime, write_transaction
 from scheduler.engine import CycleReport, run_cycle, utc_now
 from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
-from scheduler.outbox import DEAD, Outbox, OutboxItem, UtcDateTime, _write, metadata
+from scheduler.outbox import DEAD, Outbox, OutboxItem, metadata
 from scheduler.providers import build_provider
 from scheduler.reminders import (
     CELEBRATION,
@@ -84,8 +85,8 @@ readbacks_table = Table(
     Column("event_id", String(1024), nullable=False),
     Column("recurrence_id", String(64), nullable=True),
     Column("team", String(100), nullable=False),
-    Column("ends_at", UtcDateTime, nullable=False),
-    Column("read_at", UtcDateTime, nullable=True),
+    Column("ends_at", UTCDateTime, nullable=False),
+    Column("read_at", UTCDateTime, nullable=True),
     Column("filled", Integer, nullable=True),
 )
 
@@ -261,7 +262,7 @@ class Daemon:
         if not rows:
             return
         t = readbacks_table
-        with _write(self.engine) as conn:
+        with write_transaction(self.engine) as conn:
             known = set(
                 conn.scalars(
                     select(t.c.occurrence).where(
@@ -307,7 +308,7 @@ class Daemon:
                     recorded += filled
                     today = now.astimezone(team.zone).date()
                     self.outbox.enqueue(plan_celebration(team, today, self.settings, now), now)
-            with _write(self.engine) as conn:
+            with write_transaction(self.engine) as conn:
                 conn.execute(
                     update(t)
                     .where(t.c.occurrence == row.occurrence)

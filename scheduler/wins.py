@@ -25,7 +25,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
-from scheduler.outbox import UtcDateTime, _write, metadata
+from scheduler.db import UTCDateTime, write_transaction
+from scheduler.outbox import metadata
 
 WIN_KINDS = ("praise", "corrective")
 
@@ -40,7 +41,7 @@ wins_table = Table(
     Column("occurrence", String(512), nullable=False),
     Column("count", Integer, nullable=False),
     Column("vague", Integer, nullable=False, default=0),
-    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
     UniqueConstraint("source", "occurrence", "kind", name="uq_feedback_wins_occurrence"),
     Index("ix_feedback_wins_team_day", "team", "day"),
 )
@@ -139,7 +140,7 @@ def record_meeting_praise(
         .on_conflict_do_nothing(index_elements=["source", "occurrence", "kind"])
         .returning(wins_table.c.id)
     )
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         return conn.execute(stmt).first() is not None
 
 
@@ -147,7 +148,7 @@ def log_win(engine: Engine, *, team: str, kind: str, day: date, now: datetime) -
     """Record one win logged on the command line. Only the team, kind and day are kept."""
     if kind not in WIN_KINDS:
         raise ValueError(f"kind must be one of {', '.join(WIN_KINDS)}")
-    with _write(engine) as conn:
+    with write_transaction(engine) as conn:
         conn.execute(
             wins_table.insert().values(
                 team=team,
