@@ -14,8 +14,10 @@ The same code runs on SQLite (the default, one process) and PostgreSQL
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,11 +132,35 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql(_BEGIN_MODES[mode])
 
 
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_sqlite_writers_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> AbstractContextManager[object]:
+    """One writing thread at a time per SQLite engine in this process.
+
+    SQLite allows one writer; with many sync threads, BEGIN IMMEDIATE would
+    otherwise poll its busy timeout and can give up ("database is locked").
+    Queueing on a lock here is fair and costs nothing. Other processes still
+    wait on the busy timeout. PostgreSQL needs no such lock.
+    """
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _sqlite_writers_guard:
+        lock = _sqlite_writers.get(engine)
+        if lock is None:
+            lock = _sqlite_writers[engine] = threading.RLock()
+    return lock
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: ``BEGIN IMMEDIATE`` on SQLite, plain on PostgreSQL.
 
     Commits on normal exit, rolls back on an exception.
     """
-    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as connection:
+    with (
+        _writer_lock(engine),
+        engine.execution_options(sqlite_begin="IMMEDIATE").begin() as connection,
+    ):
         yield connection

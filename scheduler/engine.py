@@ -85,16 +85,27 @@ class CycleReport:
     _outcomes: dict[EventRef, str] = field(default_factory=dict)
 
 
+_last_fingerprint: tuple[Rules, AgendaRenderer, str] | None = None
+
+
 def rules_fingerprint(rules: Rules, renderer: AgendaRenderer) -> str:
     """A short hash of everything that changes what we would write.
 
     Stored with the cursor: when an admin edits the config (an opt-out, a
     new team member, a reworded norm), the next cycle lists the calendar in
-    full and re-decides every event, even though no event changed.
+    full and re-decides every event, even though no event changed. The last
+    result is kept: a daemon passes the same objects to every cycle, and
+    ``repr`` of a large org is not free.
     """
+    global _last_fingerprint
+    last = _last_fingerprint
+    if last is not None and last[0] is rules and last[1] is renderer:
+        return last[2]
     template_part = getattr(renderer, "fingerprint", "")
     raw = f"{rules!r}|{template_part}".encode()
-    return hashlib.sha256(raw).hexdigest()[:12]
+    fingerprint = hashlib.sha256(raw).hexdigest()[:12]
+    _last_fingerprint = (rules, renderer, fingerprint)
+    return fingerprint
 
 
 def _split_cursor(stored: str | None, fingerprint: str) -> str | None:
