@@ -149,9 +149,10 @@ _EVENT_TYPE_REASONS = {
 
 
 def _organizer(meeting: Meeting) -> str:
-    # An event without an organizer is a plain event in the owner's own
-    # calendar (iCalendar only names an organizer for scheduled meetings).
-    return (meeting.organizer or meeting.owner).strip().lower()
+    # Providers name the owner as organizer where that is certain (an ICS
+    # entry without ORGANIZER and without attendees is the owner's own). An
+    # unknown organizer is not the owner: fail closed.
+    return (meeting.organizer or "").strip().lower()
 
 
 def _people(attendees: Iterable[Attendee]) -> list[str]:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from agendas.classify import Classification, MeetingKind, SkipReason, classify_meeting
+from agendas.classify import Classification, MeetingKind, SkipReason, classify_meeting, skip
 from agendas.model import Attendee, EventRef, EventType, Meeting, Status, Visibility
 from agendas.policy import OptOut, Org, Policy, Rules, Team
 
@@ -273,9 +273,10 @@ def test_other_skips_are_not_write_forbidden() -> None:
     assert {r for r in SkipReason if r.write_forbidden} == allowed
 
 
-def test_event_without_organizer_belongs_to_the_calendar_owner() -> None:
+def test_an_unknown_organizer_is_not_the_owner() -> None:
+    # Providers set the owner where that is certain; unknown means someone else's.
     m = replace(one_on_one(), organizer=None)
-    assert classify_meeting(m, RULES).kind is MeetingKind.ONE_ON_ONE
+    assert classify_meeting(m, RULES) == skip(SkipReason.NOT_ORGANIZER)
 
 
 # --- opt-outs ---------------------------------------------------------------------------
