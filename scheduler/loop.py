@@ -3,8 +3,12 @@
 APScheduler 3's ``BackgroundScheduler`` with the default in-memory job store,
 never shared. Jobs:
 
-- one sync job per calendar, every ``sync.interval_seconds`` with
-  ``sync.jitter`` (so 500 calendars do not all fire at once);
+- one sync job per calendar, every ``sync.interval_seconds`` ± ``sync.jitter``
+  (so 500 calendars do not all fire at once); with push channels this polling
+  is the fallback, and a notification adds a one-off sync of that calendar;
+- with ``server.public_url``, push channel upkeep (:mod:`scheduler.push`) at
+  start and every 5 minutes; channels this process registered are stopped on
+  shutdown;
 - the outbox sender every 15 s, the digest planner every minute, housekeeping
   (lease heartbeat, gauges) every 20 s.
 
@@ -36,16 +40,18 @@ from scheduler.daemon import (
     reminder_job,
     send_job,
     sync_job,
-    webhook_router,
 )
 from scheduler.engine import utc_now
 from scheduler.http_server import EndpointServer
+from scheduler.push import WEBHOOK_PATH, PushChannels, maintain_job
+from scheduler.push import register as register_push
 
 log = logging.getLogger(__name__)
 
 SEND_SECONDS = 15
 PLAN_SECONDS = 60
 HOUSEKEEPING_SECONDS = 20
+PUSH_SECONDS = 300
 SHUTDOWN_SECONDS = 8.0
 
 
@@ -63,13 +69,15 @@ def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> Backgroun
         first = now + timedelta(
             seconds=(index * interval / max(1, len(daemon.calendars))) % interval
         )
+        # APScheduler adds uniform(0, jitter) to each run; start the grid
+        # ``jitter`` early so the gaps spread over interval * (1 ± jitter).
         scheduler.add_job(
             sync_job,
             "interval",
             args=[daemon_id, name],
             id=f"sync:{name}",
-            seconds=interval,
-            jitter=interval * jitter,
+            seconds=interval * (1 - jitter),
+            jitter=2 * interval * jitter or None,
             next_run_time=first,
             misfire_grace_time=int(interval),
         )
@@ -119,6 +127,19 @@ def run_forever(
         cfg.server.host, cfg.server.port, ready=daemon.readiness, metrics=daemon.metrics_text
     )
     scheduler = build_scheduler(daemon, interval, cfg.sync.jitter)
+    push = PushChannels(
+        cfg, daemon.store, replica_id=daemon.replica_id, provider_factory=daemon.provider_factory
+    )
+    if push.enabled:
+        scheduler.add_job(
+            maintain_job,
+            "interval",
+            args=[register_push(push)],
+            id="push-channels",
+            seconds=PUSH_SECONDS,
+            next_run_time=utc_now(),
+            misfire_grace_time=PUSH_SECONDS,
+        )
 
     def sync_now(calendar: str) -> None:
         scheduler.add_job(
@@ -129,7 +150,7 @@ def run_forever(
             misfire_grace_time=60,
         )
 
-    server.register_webhook("/webhooks/google", webhook_router(daemon, {}, sync_now))
+    server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now))
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -151,6 +172,8 @@ def run_forever(
         waiter = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)
         waiter.start()
         waiter.join(SHUTDOWN_SECONDS)
+        if push.enabled:
+            push.stop_own(utc_now())
         daemon.shutdown()
         server.stop()
         daemon.store.close()

@@ -38,9 +38,11 @@ def schema_metadata() -> list[MetaData]:
 
     Imported lazily: applying migrations needs none of it.
     """
-    # Each module registers its tables when imported (the daemon: praise read-backs).
-    for module in ("scheduler.store", "scheduler.leases", "scheduler.wins", "scheduler.daemon"):
-        importlib.import_module(module)
+    # Each module registers its tables when imported (the daemon: praise read-backs;
+    # push: the Google push channels).
+    modules = ("store", "leases", "wins", "daemon", "push")
+    for module in modules:
+        importlib.import_module(f"scheduler.{module}")
     from scheduler import outbox
     from scheduler.db import metadata
 
