@@ -16,6 +16,7 @@ from agendas.decide import ActionKind, Decision
 from agendas.render import AgendaRenderer
 from scheduler.config import AppConfig, load_config
 from scheduler.engine import CycleReport, RevertReport, revert_calendar, run_cycle
+from scheduler.org_directory import resolve_rules
 from scheduler.providers import build_provider
 from scheduler.store import Store
 
@@ -45,7 +46,7 @@ def open_store(cfg: AppConfig) -> Iterator[Store]:
 
 def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[CycleReport]:
     """One cycle over every configured calendar."""
-    rules = cfg.rules()
+    rules = resolve_rules(cfg)
     renderer = make_renderer(cfg)
     reports = []
     with open_store(cfg) as store:

@@ -44,6 +44,7 @@ from scheduler.config import AppConfig
 from scheduler.db import UTCDateTime, write_transaction
 from scheduler.engine import CycleReport, run_cycle, utc_now
 from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
+from scheduler.org_directory import RulesCache
 from scheduler.outbox import DEAD, Outbox, OutboxItem, metadata
 from scheduler.providers import build_provider
 from scheduler.reminders import (
@@ -165,7 +166,9 @@ class Daemon:
         self.lease_ttl = lease_ttl
         self.metrics = metrics or DaemonMetrics()
         self.outbox = Outbox(self.engine, max_attempts=cfg.reminders.max_attempts)
-        self.rules = cfg.rules()
+        # The config's teams, plus the directory's (org.directory), refreshed daily.
+        self.rules_cache = RulesCache(cfg)
+        self.rules = self.rules_cache.rules(clock())
         self.renderer = make_renderer(cfg)
         self.teams = team_channels(cfg)
         self.settings = reminder_settings(cfg)
@@ -422,8 +425,9 @@ class Daemon:
     # -- housekeeping ------------------------------------------------------------
 
     def housekeeping(self, now: datetime | None = None) -> None:
-        """Renew our leases, expire stale rows, refresh the gauges."""
+        """Renew our leases, expire stale rows, refresh the gauges and (daily) the teams."""
         now = now or self.clock()
+        self.rules = self.rules_cache.rules(now)
         with self._held_lock:
             held = sorted(self._held)
         leases.heartbeat(self.store, held, self.replica_id, self.lease_ttl, now)
