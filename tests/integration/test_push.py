@@ -355,3 +355,63 @@ def test_the_running_service_registers_syncs_on_push_and_stops_on_shutdown(
         runner.join(15)
     assert not runner.is_alive()
     assert api.channels == {} and api.requests["stop"] == 2
+
+
+@pytest.mark.postgres
+def test_replicas_racing_on_postgresql_register_one_channel_per_calendar(
+    tmp_path: Path, api: FakeGoogleCalendarAPI
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scheduler.store import Store
+    from tests.integration.pg import postgres_schema
+
+    owners = [f"u{n}@example.com" for n in range(8)]
+    for owner in owners:
+        api.add_calendar(owner)
+    with postgres_schema() as url:
+        data = {
+            "storage": {"url": url},
+            "calendars": [
+                {
+                    "name": f"cal{n}",
+                    "provider": "google",
+                    "owner": owner,
+                    "calendar_id": owner,
+                    "credentials": "anonymous",
+                    "api_endpoint": api.endpoint,
+                }
+                for n, owner in enumerate(owners)
+            ],
+            "org": {"internal_domains": ["example.com"]},
+            "server": {"public_url": "http://127.0.0.1:9/"},
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        cfg = load_config(path)
+        stores = [Store.open(url) for _ in range(3)]
+        try:
+            replicas = [
+                PushChannels(cfg, store, replica_id=f"replica-{n}")
+                for n, store in enumerate(stores)
+            ]
+            at = now()
+            with ThreadPoolExecutor(3) as pool:
+                reports = list(pool.map(lambda r: r.maintain(at), replicas))
+            registered = sorted(name for r in reports for name in r.registered)
+            assert registered == sorted(f"cal{n}" for n in range(8))
+            assert sorted(c["calendar_id"] for c in api.channels.values()) == sorted(owners)
+            assert len(replicas[0].channels()) == 8
+            # Any replica verifies any channel through the shared table.
+            channel = next(iter(api.channels.values()))
+            headers = {
+                "X-Goog-Channel-Id": channel["id"],
+                "X-Goog-Channel-Token": channel["token"],
+                "X-Goog-Resource-State": "exists",
+            }
+            assert {r.calendar_for(headers) for r in replicas} == {
+                next(c.calendar for c in replicas[0].channels() if c.channel_id == channel["id"])
+            }
+        finally:
+            for store in stores:
+                store.close()
