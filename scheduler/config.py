@@ -339,6 +339,9 @@ class ServerConfig(_Frozen):
 class SyncConfig(_Frozen):
     interval_seconds: int = Field(default=300, ge=1)
     jitter: float = Field(default=0.25, ge=0, le=1)
+    # With a live push channel a calendar is synced when Google notifies us;
+    # polling stays on as the fallback, but only this often.
+    push_fallback_seconds: int = Field(default=3600, ge=1)
 
 
 class QuietHours(_Frozen):

@@ -176,6 +176,11 @@ class Daemon:
         self.calendars = {c.name: c for c in cfg.calendars}
         self.urls = self._channel_urls()
         self.last_cycle_at: datetime | None = None
+        # Set by the service when push channels are on: until when calendar
+        # NAME has a live channel (None: no channel, poll at the interval).
+        self.push_live_until: Callable[[str], datetime | None] = lambda _name: None
+        self.push_fallback = timedelta(seconds=cfg.sync.push_fallback_seconds)
+        self._last_synced: dict[str, datetime] = {}
         self.stopping = threading.Event()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
@@ -188,6 +193,20 @@ class Daemon:
         return urls
 
     # -- sync ----------------------------------------------------------------
+
+    def poll_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
+        """The interval tick: sync ``name``, unless push keeps it current.
+
+        With a live push channel, Google tells us when the calendar changes,
+        so a quiet calendar costs no requests; the poll still runs once per
+        ``sync.push_fallback_seconds``, because notifications can be lost.
+        """
+        now = now or self.clock()
+        live_until = self.push_live_until(name)
+        last = self._last_synced.get(name)
+        if live_until and live_until > now and last and now - last < self.push_fallback:
+            return None
+        return self.sync_calendar(name, now)
 
     def sync_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
         """One cycle of calendar ``name`` under its lease; None if another replica holds it."""
@@ -204,6 +223,7 @@ class Daemon:
             )
             self._count_cycle(report)
             if report.ok:
+                self._last_synced[name] = now
                 self._after_cycle(provider, report, now)
             return report
         finally:
@@ -547,6 +567,14 @@ def register(daemon: Daemon) -> str:
 
 
 def sync_job(daemon_id: str, calendar: str) -> None:
+    """The interval tick of one calendar (skipped while push keeps it current)."""
+    daemon = _DAEMONS[daemon_id]
+    if not daemon.stopping.is_set():
+        daemon.poll_calendar(calendar)
+
+
+def push_sync_job(daemon_id: str, calendar: str) -> None:
+    """A push notification said the calendar changed: sync it now."""
     daemon = _DAEMONS[daemon_id]
     if not daemon.stopping.is_set():
         daemon.sync_calendar(calendar)

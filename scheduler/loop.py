@@ -36,6 +36,7 @@ from scheduler.config import AppConfig
 from scheduler.daemon import (
     Daemon,
     housekeeping_job,
+    push_sync_job,
     register,
     reminder_job,
     send_job,
@@ -131,6 +132,7 @@ def run_forever(
         cfg, daemon.store, replica_id=daemon.replica_id, provider_factory=daemon.provider_factory
     )
     if push.enabled:
+        daemon.push_live_until = push.live_until
         scheduler.add_job(
             maintain_job,
             "interval",
@@ -143,7 +145,7 @@ def run_forever(
 
     def sync_now(calendar: str) -> None:
         scheduler.add_job(
-            sync_job,
+            push_sync_job,
             args=[daemon.replica_id, calendar],
             id=f"push:{calendar}",
             replace_existing=True,

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Index, String, Table, delete, select
+from sqlalchemy import Column, Index, String, Table, delete, func, select
 
 from agendas.errors import FeedbackAgendasError
 from integrations.calendars.google_push import PushChannel, push_channel_id
@@ -168,6 +168,14 @@ class PushChannels:
         }
 
     # -- the table -------------------------------------------------------------
+
+    def live_until(self, calendar: str) -> datetime | None:
+        """When the calendar's newest channel expires; None when it has none."""
+        t = push_channels_table
+        query = select(func.max(t.c.expires_at)).where(t.c.calendar == calendar)
+        with self.store.engine.connect() as conn:
+            expires: datetime | None = conn.execute(query).scalar_one_or_none()
+        return expires
 
     def channels(self, calendar: str | None = None) -> list[StoredChannel]:
         """The stored channels (of one calendar), newest expiry last."""

@@ -259,3 +259,22 @@ def test_quiet_hours_hold_messages_until_they_end(tmp_path: Path, receivers: Any
     finally:
         daemon.shutdown()
         daemon.store.close()
+
+
+def test_push_keeps_a_quiet_calendar_free_and_polling_stays_as_the_fallback(world: Any) -> None:
+    daemon, calendar = world.daemon, world.calendar
+    assert daemon.poll_calendar("mona") is not None  # no channel: the interval syncs
+    calendar.requests.clear()
+    daemon.push_live_until = lambda _name: world.clock.now + timedelta(days=7)
+
+    world.clock.now += timedelta(minutes=5)
+    assert daemon.poll_calendar("mona") is None
+    assert sum(calendar.requests.values()) == 0, "a quiet push-notified calendar costs nothing"
+    assert daemon.sync_calendar("mona") is not None  # a notification syncs at once
+
+    world.clock.now += daemon.push_fallback
+    assert daemon.poll_calendar("mona") is not None, "notifications can be lost: poll now and then"
+
+    daemon.push_live_until = lambda _name: world.clock.now - timedelta(seconds=1)  # expired
+    world.clock.now += timedelta(minutes=5)
+    assert daemon.poll_calendar("mona") is not None
