@@ -322,7 +322,13 @@ def start_daemon(world: CrashWorld, log_file: Any) -> tuple[subprocess.Popen[str
     while True:
         line = process.stdout.readline()
         if not line:
-            raise RuntimeError(f"the daemon exited with {process.wait()} before starting")
+            code = process.wait()
+            process.stdout.close()
+            tail = ""
+            if hasattr(log_file, "name"):
+                log_file.flush()
+                tail = "".join(Path(log_file.name).read_text().splitlines(True)[-20:])
+            raise RuntimeError(f"the daemon exited with {code} before starting:\n{tail}")
         if line.startswith("replica "):
             return process, (time.monotonic() - began) * 1000
 
