@@ -53,6 +53,19 @@ _LINE_BREAK = {TextFormat.TEXT: "\n", TextFormat.HTML: "<br>"}
 # Labels of the praise entries the team templates render (en, sv). A filled
 # entry keeps the label and replaces the placeholder after the colon.
 PRAISE_ENTRY_LABELS = ("praise", "beröm")
+# Labels of the entries in a 1:1's focus slot (en, sv; "Situation" is both).
+# Only these lines are entries: other lines of our block also read
+# "Label: text" (the check-in, the team norm, a goal such as "Q3: ship v2"),
+# and they must never make an untouched 1:1 look done.
+ONE_ON_ONE_ENTRY_LABELS = (
+    "situation",
+    "behaviour",
+    "impact",
+    "what to do instead",
+    "beteende",
+    "effekt",
+    "vad du kan göra i stället",
+)
 PLACEHOLDER = "___"
 
 
@@ -314,10 +327,28 @@ def read_block(description: str) -> str | None:
     return _readable(description[first.content_begin : first.content_end])
 
 
-_PRAISE_ENTRY = re.compile(
-    rf"^(?:- )?(?:{'|'.join(PRAISE_ENTRY_LABELS)})\s*:(?P<rest>.*)$", re.IGNORECASE
-)
+def _entry_pattern(labels: tuple[str, ...]) -> re.Pattern[str]:
+    """A line ``Label: rest`` (optionally bulleted) for one of ``labels``, any case."""
+    names = "|".join(r"\s+".join(map(re.escape, label.split())) for label in labels)
+    return re.compile(rf"^(?:- )?(?:{names})\s*:(?P<rest>.*)$", re.IGNORECASE)
+
+
+_PRAISE_ENTRY = _entry_pattern(PRAISE_ENTRY_LABELS)
+_ONE_ON_ONE_ENTRY = _entry_pattern(ONE_ON_ONE_ENTRY_LABELS)
 _NOT_CONTENT = "_.…-–— "
+
+
+def _count_filled(description: str, entry: re.Pattern[str]) -> int:
+    """How many ``entry`` lines of our block hold more than a placeholder after the colon."""
+    body = read_block(description)
+    if body is None:
+        return 0
+    filled = 0
+    for line in body.split("\n"):
+        match = entry.match(line)
+        if match and match["rest"].strip(_NOT_CONTENT):
+            filled += 1
+    return filled
 
 
 def count_filled_praise(description: str) -> int:
@@ -327,15 +358,21 @@ def count_filled_praise(description: str) -> int:
     anything other than the ``___`` placeholder, dots or dashes follows the
     colon. Works on any rendering of the block (text, HTML, reformatted).
     """
-    body = read_block(description)
-    if body is None:
-        return 0
-    filled = 0
-    for line in body.split("\n"):
-        match = _PRAISE_ENTRY.match(line)
-        if match and match["rest"].strip(_NOT_CONTENT):
-            filled += 1
-    return filled
+    return _count_filled(description, _PRAISE_ENTRY)
+
+
+def count_filled_entries(description: str) -> int:
+    """How many entries of a 1:1's focus slot were filled in (R6: a 1:1 marked as done).
+
+    An entry is a line ``Situation: ...``, ``Behaviour: ...``, ``Impact: ...``
+    or ``What to do instead: ...`` (Swedish: ``Situation``, ``Beteende``,
+    ``Effekt``, ``Vad du kan göra i stället``), bulleted or not; it is filled
+    when anything other than the ``___`` placeholder, dots or dashes follows
+    the colon. Only lines inside our block count. Works on any rendering of
+    the block (text, HTML, reformatted). The caller gets a number only: what
+    was written is feedback content and never leaves this function.
+    """
+    return _count_filled(description, _ONE_ON_ONE_ENTRY)
 
 
 # --- writing ---------------------------------------------------------------
