@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, select, text, update
 
-from agendas.block import count_filled_praise, read_block
+from agendas.block import count_filled_entries, count_filled_praise, read_block
 from agendas.decide import ActionKind
 from agendas.errors import FeedbackAgendasError, PermissionDenied
 from agendas.model import EventRef
@@ -68,6 +68,7 @@ from scheduler.wins import (
     log_win,
     praise_streak,
     record_meeting_praise,
+    record_one_on_one,
     wins_between,
 )
 
@@ -77,7 +78,10 @@ CALENDAR_LEASE = "calendar:"
 READBACK_WINDOW = timedelta(hours=24)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-# Team meetings whose praise slot is read back once they have ended.
+# Meetings whose slot is read back once they have ended: a team meeting's
+# praise slot (slot "praise", or NULL in rows from before 1:1s were read
+# back) and a 1:1's focus slot ("well", "better", "stop").
+ONE_ON_ONE_SLOTS = ("well", "better", "stop")
 readbacks_table = Table(
     "praise_readbacks",
     metadata,
@@ -89,6 +93,7 @@ readbacks_table = Table(
     Column("ends_at", UTCDateTime, nullable=False),
     Column("read_at", UTCDateTime, nullable=True),
     Column("filled", Integer, nullable=True),
+    Column("slot", String(16), nullable=True),
 )
 
 
@@ -266,7 +271,9 @@ class Daemon:
                 end=end,
             )
             slots.append(slot)
-            if slot.kind == "team" and slot.slot == "praise" and slot.team:
+            team_praise = slot.kind == "team" and slot.slot == "praise"
+            one_on_one = slot.kind == "one_on_one" and slot.slot in ONE_ON_ONE_SLOTS
+            if (team_praise or one_on_one) and slot.team:
                 watch.append(
                     {
                         "occurrence": key,
@@ -275,11 +282,12 @@ class Daemon:
                         "recurrence_id": meeting.ref.recurrence_id,
                         "team": slot.team,
                         "ends_at": end,
+                        "slot": slot.slot,
                     }
                 )
         self.outbox.enqueue(plan_meeting_reminders(slots, self.teams, self.settings, now), now)
         self._watch(watch)
-        self.read_back_praise(provider, now)
+        self.read_back_ended(provider, now)
 
     def _watch(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -297,8 +305,13 @@ class Daemon:
             if fresh:
                 conn.execute(t.insert(), fresh)
 
-    def read_back_praise(self, provider: CalendarProvider, now: datetime) -> int:
-        """Read the praise slot of this calendar's ended team meetings; record wins, celebrate."""
+    def read_back_ended(self, provider: CalendarProvider, now: datetime) -> int:
+        """Read back this calendar's ended meetings, once each; return the wins recorded.
+
+        A team meeting's filled praise entries are public wins and queue the
+        team's celebration. A 1:1 with any entry filled in is one private win
+        (see :meth:`_record_one_on_one`).
+        """
         t = readbacks_table
         with self.engine.connect() as conn:
             due = conn.execute(
@@ -310,27 +323,17 @@ class Daemon:
             ).all()
         recorded = 0
         for row in due:
-            filled = vague = 0
+            description = None
             if row.ends_at > now - READBACK_WINDOW:
                 meeting = provider.get(EventRef(row.calendar, row.event_id, row.recurrence_id))
                 if meeting is not None:
-                    filled, vague = praise_counts(meeting.description)
-            team = self.teams.get(row.team)
-            if team is not None and filled:
-                day = row.ends_at.astimezone(team.zone).date()
-                if record_meeting_praise(
-                    self.engine,
-                    team=team.name,
-                    occurrence=row.occurrence,
-                    day=day,
-                    filled=filled,
-                    vague=vague,
-                    now=now,
-                ):
-                    self.metrics.wins.labels("praise").inc(filled)
-                    recorded += filled
-                    today = now.astimezone(team.zone).date()
-                    self.outbox.enqueue(plan_celebration(team, today, self.settings, now), now)
+                    description = meeting.description
+            if row.slot in ONE_ON_ONE_SLOTS:
+                filled = count_filled_entries(description) if description else 0
+                recorded += self._record_one_on_one(row, filled, now)
+            else:
+                filled, vague = praise_counts(description) if description else (0, 0)
+                recorded += self._record_team_praise(row, filled, vague, now)
             with write_transaction(self.engine) as conn:
                 conn.execute(
                     update(t)
@@ -338,6 +341,44 @@ class Daemon:
                     .values(read_at=now, filled=filled)
                 )
         return recorded
+
+    def _record_team_praise(self, row: Any, filled: int, vague: int, now: datetime) -> int:
+        team = self.teams.get(row.team)
+        if team is None or not filled:
+            return 0
+        day = row.ends_at.astimezone(team.zone).date()
+        if not record_meeting_praise(
+            self.engine,
+            team=team.name,
+            occurrence=row.occurrence,
+            day=day,
+            filled=filled,
+            vague=vague,
+            now=now,
+        ):
+            return 0
+        self.metrics.wins.labels("praise").inc(filled)
+        today = now.astimezone(team.zone).date()
+        self.outbox.enqueue(plan_celebration(team, today, self.settings, now), now)
+        return filled
+
+    def _record_one_on_one(self, row: Any, filled: int, now: datetime) -> int:
+        """A 1:1 with an entry filled in is done: one private win, never a celebration.
+
+        ``corrective`` for the "do better"/"stop doing" focus, ``praise`` for
+        "do well"; either shows only as a number in the manager's digest.
+        """
+        team = self.teams.get(row.team)
+        if team is None or not filled:
+            return 0
+        kind = "praise" if row.slot == "well" else "corrective"
+        day = row.ends_at.astimezone(team.zone).date()
+        if not record_one_on_one(
+            self.engine, team=team.name, occurrence=row.occurrence, day=day, kind=kind, now=now
+        ):
+            return 0
+        self.metrics.wins.labels(kind).inc()
+        return 1
 
     # -- wins, digests ---------------------------------------------------------
 
@@ -437,8 +478,9 @@ class Daemon:
                 "vague": wins.vague,
                 "streak": praise_streak(self.engine, team.name, monday),
             }
-            if item.kind == DIGEST_MANAGER:  # corrective wins: a number, and only here
+            if item.kind == DIGEST_MANAGER:  # corrective and 1:1 wins: numbers, only here
                 counts["corrective"] = wins.corrective
+                counts["one_on_one_praise"] = wins.one_on_one_praise
             return counts
         return {}
 

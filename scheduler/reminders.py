@@ -356,7 +356,9 @@ class ReminderRenderer:
         """The message for ``item``: the first line is the subject, the rest the body.
 
         ``counts`` are the numbers a celebration or digest shows (praise,
-        corrective, vague, streak); nothing else reaches a template.
+        corrective, vague, streak, one_on_one_praise); nothing else reaches a
+        template. Corrective and 1:1 numbers are given for the manager's
+        digest only.
         """
         locale = item.params.get("locale", team.locale)
         if locale not in PRACTICE_TIPS:
@@ -368,6 +370,7 @@ class ReminderRenderer:
             "positive_only": bool(item.params.get("positive_only", False)),
             "praise": counts.get("praise", 0),
             "corrective": counts.get("corrective", 0),
+            "one_on_one_praise": counts.get("one_on_one_praise", 0),
             "vague": counts.get("vague", 0),
             "streak": counts.get("streak", 0),
             "week": item.params.get("week", ""),

@@ -6,10 +6,15 @@ A win is a count, never content:
   (not our placeholders) is a praise win; we keep the count and how many were
   vague ("good job", "bra jobbat"), as numbers only;
 - ``feedback-agendas log-win --team T --kind praise|corrective`` adds one win;
-  there is no free text to store.
+  there is no free text to store;
+- after a 1:1 ends, its focus slot is read back; a 1:1 with at least one entry
+  filled in is "marked as done": one win for the occurrence, ``corrective``
+  for the "do better"/"stop doing" focus and ``praise`` for "do well", with
+  the private source :data:`ONE_ON_ONE`.
 
 Corrective wins are only ever shown, as a number, in the manager's private
-digest.
+digest. So are all wins from 1:1s, praise included: they never count towards
+a team's celebration, digest or streak, which the whole team sees.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from scheduler.db import UTCDateTime, write_transaction
 from scheduler.outbox import metadata
 
 WIN_KINDS = ("praise", "corrective")
+# The source of wins from 1:1s: private, counted only in the manager's digest.
+ONE_ON_ONE = "one_on_one"
 
 wins_table = Table(
     "feedback_wins",
@@ -37,7 +44,7 @@ wins_table = Table(
     Column("team", String(100), nullable=False),
     Column("day", Date, nullable=False),  # in the team's time zone
     Column("kind", String(16), nullable=False),
-    Column("source", String(16), nullable=False),  # meeting | cli
+    Column("source", String(16), nullable=False),  # meeting | cli | one_on_one (private)
     Column("occurrence", String(512), nullable=False),
     Column("count", Integer, nullable=False),
     Column("vague", Integer, nullable=False, default=0),
@@ -99,9 +106,17 @@ def is_vague_praise(entry: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class WinCounts:
+    """Wins of a team over some days.
+
+    ``praise`` and ``vague`` are public (team meetings, the command line);
+    ``corrective`` (the command line, 1:1s) and ``one_on_one_praise`` (1:1s
+    with the "do well" focus) are for the manager's private digest only.
+    """
+
     praise: int = 0
     corrective: int = 0
     vague: int = 0
+    one_on_one_praise: int = 0
 
 
 def _insert(engine: Engine) -> Any:
@@ -144,6 +159,35 @@ def record_meeting_praise(
         return conn.execute(stmt).first() is not None
 
 
+def record_one_on_one(
+    engine: Engine, *, team: str, occurrence: str, day: date, kind: str, now: datetime
+) -> bool:
+    """Record one 1:1 occurrence marked as done, once: a private win of ``kind``.
+
+    Returns False when this occurrence was already recorded. Only the team,
+    day, kind and occurrence id are kept: nothing about who or what.
+    """
+    if kind not in WIN_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(WIN_KINDS)}")
+    stmt = (
+        _insert(engine)(wins_table)
+        .values(
+            team=team,
+            day=day,
+            kind=kind,
+            source=ONE_ON_ONE,
+            occurrence=occurrence,
+            count=1,
+            vague=0,
+            recorded_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["source", "occurrence", "kind"])
+        .returning(wins_table.c.id)
+    )
+    with write_transaction(engine) as conn:
+        return conn.execute(stmt).first() is not None
+
+
 def log_win(engine: Engine, *, team: str, kind: str, day: date, now: datetime) -> None:
     """Record one win logged on the command line. Only the team, kind and day are kept."""
     if kind not in WIN_KINDS:
@@ -168,13 +212,24 @@ def wins_between(engine: Engine, team: str, first: date, last: date) -> WinCount
     t = wins_table
     with engine.connect() as conn:
         rows = conn.execute(
-            select(t.c.kind, func.sum(t.c.count), func.sum(t.c.vague))
+            select(t.c.kind, t.c.source, func.sum(t.c.count), func.sum(t.c.vague))
             .where(t.c.team == team, t.c.day >= first, t.c.day <= last)
-            .group_by(t.c.kind)
+            .group_by(t.c.kind, t.c.source)
         ).all()
-    by_kind = {kind: (int(total or 0), int(vague or 0)) for kind, total, vague in rows}
-    praise, vague = by_kind.get("praise", (0, 0))
-    return WinCounts(praise=praise, corrective=by_kind.get("corrective", (0, 0))[0], vague=vague)
+    public: dict[str, int] = {}
+    private: dict[str, int] = {}
+    vague = 0
+    for kind, source, total, vague_total in rows:
+        into = private if source == ONE_ON_ONE else public
+        into[kind] = into.get(kind, 0) + int(total or 0)
+        if into is public and kind == "praise":
+            vague += int(vague_total or 0)
+    return WinCounts(
+        praise=public.get("praise", 0),
+        corrective=public.get("corrective", 0) + private.get("corrective", 0),
+        vague=vague,
+        one_on_one_praise=private.get("praise", 0),
+    )
 
 
 def week_start(day: date) -> date:
@@ -183,13 +238,21 @@ def week_start(day: date) -> date:
 
 
 def praise_streak(engine: Engine, team: str, last_week: date) -> int:
-    """How many weeks in a row, ending with ``last_week``'s week, had praise."""
+    """How many weeks in a row, ending with ``last_week``'s week, had praise.
+
+    Public praise only: praise from 1:1s is private and makes no team streak.
+    """
     t = wins_table
     monday = week_start(last_week)
     with engine.connect() as conn:
         days = conn.scalars(
             select(t.c.day)
-            .where(t.c.team == team, t.c.kind == "praise", t.c.day <= monday + timedelta(days=6))
+            .where(
+                t.c.team == team,
+                t.c.kind == "praise",
+                t.c.source != ONE_ON_ONE,
+                t.c.day <= monday + timedelta(days=6),
+            )
             .distinct()
         ).all()
     weeks = {week_start(d) for d in days}
