@@ -1,4 +1,5 @@
 # The two set-up commands in README.md are `make demo` and `make test`.
+# `make demo ARGS=--serve` goes on as the daemon after the demo.
 # Each creates .venv and installs the project (with its test extras) on first use.
 VENV ?= .venv
 PYTHON ?= python3
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/feedback-agendas demo
+	$(BIN)/feedback-agendas demo $(ARGS)
 
 test: $(VENV)/.installed
 	$(BIN)/pytest
