@@ -18,6 +18,7 @@ on when the leases expire.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -94,6 +95,8 @@ readbacks_table = Table(
     Column("read_at", UTCDateTime, nullable=True),
     Column("filled", Integer, nullable=True),
     Column("slot", String(16), nullable=True),
+    # A digest of the etag of what was read (revision 0040), never of its text.
+    Column("version", String(32), nullable=True),
 )
 
 
@@ -323,24 +326,64 @@ class Daemon:
             ).all()
         recorded = 0
         for row in due:
-            description = None
+            description = version = None
             if row.ends_at > now - READBACK_WINDOW:
                 meeting = provider.get(EventRef(row.calendar, row.event_id, row.recurrence_id))
                 if meeting is not None:
                     description = meeting.description
+                    version = _version(meeting.etag)
+            vague = 0
             if row.slot in ONE_ON_ONE_SLOTS:
                 filled = count_filled_entries(description) if description else 0
-                recorded += self._record_one_on_one(row, filled, now)
             else:
                 filled, vague = praise_counts(description) if description else (0, 0)
+            if filled and self._read_before(row, version):
+                log.info(
+                    "%s: %s occurrence ending %s: the series was not edited since its last"
+                    " read-back; its entries were counted then",
+                    row.calendar,
+                    "a 1:1" if row.slot in ONE_ON_ONE_SLOTS else "a team meeting",
+                    row.ends_at.isoformat(),
+                )
+            elif row.slot in ONE_ON_ONE_SLOTS:
+                recorded += self._record_one_on_one(row, filled, now)
+            else:
                 recorded += self._record_team_praise(row, filled, vague, now)
             with write_transaction(self.engine) as conn:
                 conn.execute(
                     update(t)
                     .where(t.c.occurrence == row.occurrence)
-                    .values(read_at=now, filled=filled)
+                    .values(read_at=now, filled=filled, version=version)
                 )
         return recorded
+
+    def _read_before(self, row: Any, version: str | None) -> bool:
+        """True when an earlier occurrence of this series was read back from the same version.
+
+        A series keeps one description for all its occurrences: entries filled
+        in for one week are still there the next. They count again only after
+        the series was edited (its etag changed). An occurrence moved or edited
+        on its own has a ``recurrence_id`` and a description of its own.
+        """
+        if version is None or row.recurrence_id is not None:
+            return False
+        t = readbacks_table
+        with self.engine.connect() as conn:
+            last = conn.scalar(
+                select(t.c.version)
+                .where(
+                    t.c.calendar == row.calendar,
+                    t.c.event_id == row.event_id,
+                    t.c.recurrence_id.is_(None),
+                    t.c.occurrence != row.occurrence,
+                    t.c.read_at.is_not(None),
+                    t.c.version.is_not(None),
+                    t.c.ends_at < row.ends_at,
+                )
+                .order_by(t.c.ends_at.desc())
+                .limit(1)
+            )
+        return last == version
 
     def _record_team_praise(self, row: Any, filled: int, vague: int, now: datetime) -> int:
         team = self.teams.get(row.team)
@@ -584,6 +627,13 @@ def praise_counts(description: str) -> tuple[int, int]:
             if entry and is_vague_praise(entry):
                 vague += 1
     return filled, min(vague, filled)
+
+
+def _version(etag: str) -> str | None:
+    """A fixed-size digest of a provider's version token; None when it has none."""
+    if not etag:
+        return None
+    return hashlib.sha256(etag.encode("utf-8")).hexdigest()[:32]
 
 
 def _next_span(meeting: Any, now: datetime) -> tuple[datetime, datetime] | None:

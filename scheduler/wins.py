@@ -10,7 +10,10 @@ A win is a count, never content:
 - after a 1:1 ends, its focus slot is read back; a 1:1 with at least one entry
   filled in is "marked as done": one win for the occurrence, ``corrective``
   for the "do better"/"stop doing" focus and ``praise`` for "do well", with
-  the private source :data:`ONE_ON_ONE`.
+  the private source :data:`ONE_ON_ONE`;
+- a recurring meeting shares one description across its occurrences, so an
+  occurrence of a series that was not edited since the last read-back counts
+  nothing (the daemon compares a digest of the etag, never the text).
 
 Corrective wins are only ever shown, as a number, in the manager's private
 digest. So are all wins from 1:1s, praise included: they never count towards

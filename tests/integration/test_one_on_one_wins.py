@@ -11,6 +11,7 @@ on loopback, and an injected clock (no sleeps).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -278,3 +279,88 @@ def test_a_team_meeting_is_still_read_back_as_public_praise(make_world: Any) -> 
     world.daemon.send_due()
     [celebration] = [b for b in world.hook.bodies("/team-analys") if "I dag har ni" in b]
     assert "1 beröm" in celebration
+
+
+# -- recurring meetings: one shared description for every occurrence ----------
+
+
+def weekly(m: Meeting, weeks: int = 8) -> Meeting:
+    return dataclasses.replace(m, recurrence=(f"RRULE:FREQ=WEEKLY;COUNT={weeks}",))
+
+
+def replace_in(calendar: MemoryProvider, ref: EventRef, old: str, new: str) -> None:
+    """A user edit of the series' description (the "all events" choice)."""
+    current = calendar.get(ref)
+    assert current is not None and old in current.description
+    calendar.put(dataclasses.replace(current, description=current.description.replace(old, new, 1)))
+
+
+def after_the_occurrence(world: SimpleNamespace, series: Meeting, week: int) -> None:
+    """Two cycles after the ``week``-th occurrence ended, the second reading nothing new."""
+    world.clock.now = series.end + timedelta(weeks=week, minutes=5)
+    world.daemon.sync_calendar("mona")
+    world.daemon.send_due()
+    world.clock.now += timedelta(minutes=5)
+    world.daemon.sync_calendar("mona")
+    world.daemon.send_due()
+
+
+def test_praise_left_in_a_recurring_stand_up_counts_once_not_every_week(
+    make_world: Any,
+) -> None:
+    world = make_world(locale="en")
+    standup = world.calendar.put(
+        weekly(meeting("standup", "Team meeting", MONDAY + timedelta(hours=1), TEAM))
+    )
+    world.daemon.sync_calendar("mona")
+    replace_in(
+        world.calendar, standup.ref, "Praise: ___", "Praise: Erik walked the customer through it"
+    )
+    for week in range(3):
+        after_the_occurrence(world, standup, week)
+    # The praise written for week 1 is still in the shared description in weeks
+    # 2 and 3: counted and celebrated once, not every week.
+    assert wins(world) == [("analys", "2026-03-23", "praise", "meeting", 1, 0)]
+    celebrations = [b for b in world.hook.bodies("/team-analys") if "piece of praise" in b]
+    assert len(celebrations) == 1
+
+    # Week 4: the team edits the series and adds praise: that week counts again.
+    # With no text kept, an edited series counts all its filled entries.
+    replace_in(world.calendar, standup.ref, "Praise: ___", "Praise: Sara paired on the outage")
+    after_the_occurrence(world, standup, 3)
+    assert wins(world)[1:] == [("analys", "2026-04-13", "praise", "meeting", 2, 0)]
+
+
+def test_a_recurring_one_on_one_filled_once_is_one_win(make_world: Any) -> None:
+    world = make_world()
+    series = world.calendar.put(
+        weekly(meeting("one", "Mona / Sara", MONDAY + timedelta(hours=3), PEOPLE))
+    )
+    world.daemon.sync_calendar("mona")
+    fill_entries(world.calendar, series.ref, {"Beteende": "avbröt kunden"})
+    for week in range(3):
+        after_the_occurrence(world, series, week)
+    assert wins(world) == [("analys", "2026-03-23", "corrective", "one_on_one", 1, 0)]
+
+    # The manager writes next week's entry into the series: that 1:1 counts.
+    fill_entries(world.calendar, series.ref, {"Effekt": "kunden tappade tråden"})
+    after_the_occurrence(world, series, 3)
+    assert [w[1] for w in wins(world)] == ["2026-03-23", "2026-04-13"]
+
+
+def test_a_series_read_back_after_downtime_does_not_count_old_entries_again(
+    make_world: Any,
+) -> None:
+    # Week 2 ends while the daemon is down for two days: too late to read it
+    # back. Week 3 still compares with the last version it did read (week 1).
+    world = make_world(locale="en")
+    standup = world.calendar.put(
+        weekly(meeting("standup", "Team meeting", MONDAY + timedelta(hours=1), TEAM))
+    )
+    world.daemon.sync_calendar("mona")
+    replace_in(world.calendar, standup.ref, "Praise: ___", "Praise: Erik fixed the build")
+    after_the_occurrence(world, standup, 0)
+    world.clock.now = standup.end + timedelta(weeks=1, days=2)
+    world.daemon.sync_calendar("mona")
+    after_the_occurrence(world, standup, 2)
+    assert [w[1] for w in wins(world)] == ["2026-03-23"]
