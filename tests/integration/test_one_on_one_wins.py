@@ -295,6 +295,16 @@ def replace_in(calendar: MemoryProvider, ref: EventRef, old: str, new: str) -> N
     calendar.put(dataclasses.replace(current, description=current.description.replace(old, new, 1)))
 
 
+def weekly_stand_up_with_praise(world: SimpleNamespace, praise: str) -> Meeting:
+    """A weekly team meeting with one praise entry filled into the series."""
+    standup = world.calendar.put(
+        weekly(meeting("standup", "Team meeting", MONDAY + timedelta(hours=1), TEAM))
+    )
+    world.daemon.sync_calendar("mona")
+    replace_in(world.calendar, standup.ref, "Praise: ___", f"Praise: {praise}")
+    return standup
+
+
 def after_the_occurrence(world: SimpleNamespace, series: Meeting, week: int) -> None:
     """Two cycles after the ``week``-th occurrence ended, the second reading nothing new."""
     world.clock.now = series.end + timedelta(weeks=week, minutes=5)
@@ -309,13 +319,7 @@ def test_praise_left_in_a_recurring_stand_up_counts_once_not_every_week(
     make_world: Any,
 ) -> None:
     world = make_world(locale="en")
-    standup = world.calendar.put(
-        weekly(meeting("standup", "Team meeting", MONDAY + timedelta(hours=1), TEAM))
-    )
-    world.daemon.sync_calendar("mona")
-    replace_in(
-        world.calendar, standup.ref, "Praise: ___", "Praise: Erik walked the customer through it"
-    )
+    standup = weekly_stand_up_with_praise(world, "Erik walked the customer through it")
     for week in range(3):
         after_the_occurrence(world, standup, week)
     # The praise written for week 1 is still in the shared description in weeks
@@ -354,11 +358,7 @@ def test_a_series_read_back_after_downtime_does_not_count_old_entries_again(
     # Week 2 ends while the daemon is down for two days: too late to read it
     # back. Week 3 still compares with the last version it did read (week 1).
     world = make_world(locale="en")
-    standup = world.calendar.put(
-        weekly(meeting("standup", "Team meeting", MONDAY + timedelta(hours=1), TEAM))
-    )
-    world.daemon.sync_calendar("mona")
-    replace_in(world.calendar, standup.ref, "Praise: ___", "Praise: Erik fixed the build")
+    standup = weekly_stand_up_with_praise(world, "Erik fixed the build")
     after_the_occurrence(world, standup, 0)
     world.clock.now = standup.end + timedelta(weeks=1, days=2)
     world.daemon.sync_calendar("mona")
