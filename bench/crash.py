@@ -81,6 +81,7 @@ class CrashFigures:
     missing_blocks: int = 0
     undelivered: int = 0
     unexplained_duplicates: int = 0
+    unexplained: list[str] = field(default_factory=list)  # what they were, to look into
     shutdown_code: int | None = None
     seconds: float = 0.0
     startup_ms: list[float] = field(default_factory=list)
@@ -101,6 +102,7 @@ class CrashFigures:
             f" {self.undelivered}, duplicates {self.duplicates} (rows in the send-then-record"
             f" window {self.window_rows}, duplicates outside it {self.unexplained_duplicates});"
             f" SIGTERM exit code {self.shutdown_code}"
+            + "".join(f"\n  unexplained: {line}" for line in self.unexplained)
         )
 
 
@@ -296,7 +298,11 @@ class CrashWorld:
                 figures.duplicates += n - 1
                 if key not in by_key or by_key[key][1] < 2:
                     figures.unexplained_duplicates += n - 1
-        figures.unexplained_duplicates += sum(1 for key in received if key not in by_key)
+                    figures.unexplained.append(f"{key} delivered {n}x, row {by_key.get(key)}")
+        for key in received:
+            if key not in by_key:
+                figures.unexplained_duplicates += 1
+                figures.unexplained.append(f"{key} delivered with no before_team row")
 
 
 @contextmanager
