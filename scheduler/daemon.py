@@ -445,7 +445,13 @@ class Daemon:
     # -- sending ---------------------------------------------------------------
 
     def send_due(self, now: datetime | None = None, *, limit: int = 50) -> SendReport:
-        """Claim due outbox rows and deliver them, one channel each."""
+        """Claim due outbox rows and deliver them, one channel each.
+
+        Slow channels can keep this loop busy for longer than a lease, so each
+        batch is claimed, and each row begun, at the clock's time then: a lease
+        dated from when the call began could already have run out, and another
+        replica could claim and send the same row.
+        """
         report = SendReport()
         now = now or self.clock()
         report.expired += self.outbox.expire_overdue(now)
@@ -460,7 +466,8 @@ class Daemon:
                     for rest in items[index:]:
                         self.outbox.defer(rest, self.replica_id, rest.due_at)
                     break
-                self._send_one(item, now, report)
+                self._send_one(item, max(now, self.clock()), report)
+            now = max(now, self.clock())
         return report
 
     def _send_one(self, item: OutboxItem, now: datetime, report: SendReport) -> None:

@@ -7,6 +7,7 @@ delivering to an aiosmtpd server and a JSON webhook receiver on loopback.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 
 from agendas.model import Attendee, EventRef, Meeting
 from integrations.calendars.memory import MemoryProvider
+from integrations.notify.apprise_notifier import AppriseNotifier
 from scheduler.config import load_config
 from scheduler.daemon import Daemon
 from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
@@ -278,3 +280,54 @@ def test_push_keeps_a_quiet_calendar_free_and_polling_stays_as_the_fallback(worl
     daemon.push_live_until = lambda _name: world.clock.now - timedelta(seconds=1)  # expired
     world.clock.now += timedelta(minutes=5)
     assert daemon.poll_calendar("mona") is not None
+
+
+class SlowChannel(AppriseNotifier):
+    """Takes 20 s a message on the injected clock; notes whether each send held a live lease."""
+
+    def __init__(self, clock: Clock, db: Path) -> None:
+        super().__init__()
+        self.clock, self.db = clock, db
+        self.lease_left: list[timedelta] = []
+
+    def send(self, channel_url: str, message: Any) -> None:
+        with sqlite3.connect(self.db) as conn:
+            [(until,)] = conn.execute(
+                "SELECT lease_until FROM reminder_outbox WHERE state = 'sending'"
+            ).fetchall()
+        self.lease_left.append(datetime.fromisoformat(until).replace(tzinfo=UTC) - self.clock.now)
+        super().send(channel_url, message)
+        self.clock.now += timedelta(seconds=20)
+
+
+def test_a_long_send_run_claims_each_batch_with_a_lease_from_the_time_it_claims(
+    tmp_path: Path, receivers: tuple[SmtpReceiver, WebhookReceiver]
+) -> None:
+    # A slow channel: 12 reminders at 20 s each, claimed 3 at a time with 60 s
+    # leases. Every message must go out while its row's lease is still live;
+    # a lease that ran out would let another replica claim and send it too.
+    smtp, hook = receivers
+    cfg = load_config(write_config(tmp_path, smtp, hook))
+    calendar = MemoryProvider(name="mona", owner="mona@example.com")
+    clock = Clock(MONDAY)
+    channel = SlowChannel(clock, tmp_path / "fa.db")
+    daemon = Daemon(
+        cfg,
+        clock=clock,
+        notifier=channel,
+        provider_factory=lambda _cfg: calendar,
+        lease_ttl=timedelta(seconds=60),
+    )
+    try:
+        team = ["mona@example.com", "sara@example.com", "erik@example.com"]
+        for i in range(12):
+            calendar.put(
+                meeting(f"m{i}", f"Veckomöte {i}", MONDAY + timedelta(minutes=30 + i), team)
+            )
+        daemon.sync_calendar("mona")
+        report = daemon.send_due(limit=3)
+    finally:
+        daemon.shutdown()
+        daemon.store.close()
+    assert report.sent == 12 and len(hook.bodies("/team-analys")) == 12
+    assert min(channel.lease_left) > timedelta(0), channel.lease_left
