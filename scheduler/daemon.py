@@ -318,11 +318,13 @@ class Daemon:
         t = readbacks_table
         with self.engine.connect() as conn:
             due = conn.execute(
-                select(t).where(
+                select(t)
+                .where(
                     t.c.calendar == provider.name,
                     t.c.read_at.is_(None),
                     t.c.ends_at <= now,
                 )
+                .order_by(t.c.ends_at)  # oldest first: a series compares with the one before
             ).all()
         recorded = 0
         for row in due:
