@@ -296,13 +296,13 @@ class CrashWorld:
         for key, n in received.items():
             if n > 1:
                 figures.duplicates += n - 1
-                if key not in by_key or by_key[key][1] < 2:
-                    figures.unexplained_duplicates += n - 1
-                    figures.unexplained.append(f"{key} delivered {n}x, row {by_key.get(key)}")
-        for key in received:
-            if key not in by_key:
-                figures.unexplained_duplicates += 1
-                figures.unexplained.append(f"{key} delivered with no before_team row")
+            row = by_key.get(key)
+            if row is None:  # every delivery of it is unexplained
+                figures.unexplained_duplicates += n
+                figures.unexplained.append(f"{key} delivered {n}x with no before_team row")
+            elif n > 1 and row[1] < 2:  # sent again, yet never caught mid-send
+                figures.unexplained_duplicates += n - 1
+                figures.unexplained.append(f"{key} delivered {n}x, row {row}")
 
 
 @contextmanager

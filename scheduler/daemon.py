@@ -446,7 +446,7 @@ class Daemon:
 
     # -- sending ---------------------------------------------------------------
 
-    def send_due(self, now: datetime | None = None, *, limit: int = 50) -> SendReport:
+    def send_due(self, *, limit: int = 50) -> SendReport:
         """Claim due outbox rows and deliver them, one channel each.
 
         Slow channels can keep this loop busy for longer than a lease, so each
@@ -455,11 +455,12 @@ class Daemon:
         replica could claim and send the same row.
         """
         report = SendReport()
-        now = now or self.clock()
-        report.expired += self.outbox.expire_overdue(now)
+        report.expired += self.outbox.expire_overdue(self.clock())
         self.metrics.reminders_expired.inc(report.expired)
         while not self.stopping.is_set():
-            items = self.outbox.claim(self.replica_id, now, limit=limit, lease=self.lease_ttl)
+            items = self.outbox.claim(
+                self.replica_id, self.clock(), limit=limit, lease=self.lease_ttl
+            )
             if not items:
                 break
             for index, item in enumerate(items):
@@ -468,8 +469,7 @@ class Daemon:
                     for rest in items[index:]:
                         self.outbox.defer(rest, self.replica_id, rest.due_at)
                     break
-                self._send_one(item, max(now, self.clock()), report)
-            now = max(now, self.clock())
+                self._send_one(item, self.clock(), report)
         return report
 
     def _send_one(self, item: OutboxItem, now: datetime, report: SendReport) -> None:
