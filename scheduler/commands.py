@@ -15,7 +15,13 @@ from agendas.block import read_block
 from agendas.decide import ActionKind, Decision
 from agendas.render import AgendaRenderer
 from scheduler.config import AppConfig, load_config
-from scheduler.engine import CycleReport, RevertReport, revert_calendar, run_cycle
+from scheduler.engine import (
+    CycleReport,
+    RevertReport,
+    revert_calendar,
+    rules_fingerprint,
+    run_cycle,
+)
 from scheduler.org_directory import resolve_rules
 from scheduler.providers import build_provider
 from scheduler.store import Store
@@ -48,12 +54,23 @@ def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[Cy
     """One cycle over every configured calendar."""
     rules = resolve_rules(cfg)
     renderer = make_renderer(cfg)
+    fingerprint = rules_fingerprint(rules, renderer)
     reports = []
     with open_store(cfg) as store:
         for calendar in cfg.calendars:
             provider = build_provider(calendar)
             try:
-                reports.append(run_cycle(provider, store, rules, renderer, now, dry_run=dry_run))
+                reports.append(
+                    run_cycle(
+                        provider,
+                        store,
+                        rules,
+                        renderer,
+                        now,
+                        dry_run=dry_run,
+                        fingerprint=fingerprint,
+                    )
+                )
             finally:
                 provider.close()
     return reports

@@ -43,7 +43,7 @@ from scheduler import leases
 from scheduler.commands import make_renderer
 from scheduler.config import AppConfig
 from scheduler.db import UTCDateTime, write_transaction
-from scheduler.engine import CycleReport, run_cycle, utc_now
+from scheduler.engine import CycleReport, rules_fingerprint, run_cycle, utc_now
 from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from scheduler.org_directory import RulesCache
 from scheduler.outbox import DEAD, Outbox, OutboxItem, metadata
@@ -176,8 +176,10 @@ class Daemon:
         self.outbox = Outbox(self.engine, max_attempts=cfg.reminders.max_attempts)
         # The config's teams, plus the directory's (org.directory), refreshed daily.
         self.rules_cache = RulesCache(cfg)
-        self.rules = self.rules_cache.rules(clock())
         self.renderer = make_renderer(cfg)
+        self.rules = self.rules_cache.rules(clock())
+        # The rules with their fingerprint, swapped as one: a cycle reads both.
+        self._rules_fingerprint = (self.rules, rules_fingerprint(self.rules, self.renderer))
         self.teams = team_channels(cfg)
         self.settings = reminder_settings(cfg)
         self.messages = ReminderRenderer()
@@ -225,9 +227,16 @@ class Daemon:
         with self._held_lock:
             self._held.add(resource)
         provider = self.provider_factory(self.calendars[name])
+        rules, fingerprint = self._rules_fingerprint
         try:
             report = run_cycle(
-                provider, self.store, self.rules, self.renderer, now, clock=self.clock
+                provider,
+                self.store,
+                rules,
+                self.renderer,
+                now,
+                clock=self.clock,
+                fingerprint=fingerprint,
             )
             self._count_cycle(report)
             if report.ok:
@@ -541,7 +550,10 @@ class Daemon:
     def housekeeping(self, now: datetime | None = None) -> None:
         """Renew our leases, expire stale rows, refresh the gauges and (daily) the teams."""
         now = now or self.clock()
-        self.rules = self.rules_cache.rules(now)
+        rules = self.rules_cache.rules(now)
+        if rules is not self._rules_fingerprint[0]:
+            self._rules_fingerprint = (rules, rules_fingerprint(rules, self.renderer))
+        self.rules = rules
         with self._held_lock:
             held = sorted(self._held)
         leases.heartbeat(self.store, held, self.replica_id, self.lease_ttl, now)

@@ -18,11 +18,13 @@ Nothing here logs or stores description text.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import UTC, date, datetime, time
+from enum import Enum
 from typing import Any
 
 from agendas.block import merge_block
@@ -85,27 +87,55 @@ class CycleReport:
     _outcomes: dict[EventRef, str] = field(default_factory=dict)
 
 
-_last_fingerprint: tuple[Rules, AgendaRenderer, str] | None = None
-
-
 def rules_fingerprint(rules: Rules, renderer: AgendaRenderer) -> str:
     """A short hash of everything that changes what we would write.
 
     Stored with the cursor: when an admin edits the config (an opt-out, a
     new team member, a reworded norm), the next cycle lists the calendar in
-    full and re-decides every event, even though no event changed. The last
-    result is kept: a daemon passes the same objects to every cycle, and
-    ``repr`` of a large org is not free.
+    full and re-decides every event, even though no event changed.
+
+    It is computed from a canonical serialisation (:func:`canonical_rules`),
+    so the same config gives the same value in every process, on every
+    machine and Python version: a new ``sync`` process (cron), a restarted
+    daemon and every replica keep the stored cursor. ``repr()`` would not do:
+    the order of a frozenset changes with the per-process hash seed.
+    Callers that run many cycles with the same rules compute it once and pass
+    it to :func:`run_cycle`.
     """
-    global _last_fingerprint
-    last = _last_fingerprint
-    if last is not None and last[0] is rules and last[1] is renderer:
-        return last[2]
-    template_part = getattr(renderer, "fingerprint", "")
-    raw = f"{rules!r}|{template_part}".encode()
-    fingerprint = hashlib.sha256(raw).hexdigest()[:12]
-    _last_fingerprint = (rules, renderer, fingerprint)
-    return fingerprint
+    canonical = {
+        "rules": canonical_rules(rules),
+        "templates": getattr(renderer, "fingerprint", ""),
+    }
+    raw = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(raw.encode("ascii")).hexdigest()[:12]
+
+
+def canonical_rules(value: Any) -> Any:
+    """``value`` (the frozen rules objects) as plain JSON data in one canonical order.
+
+    Dataclasses become objects keyed by field name (their type named too);
+    sets and frozensets become sorted lists; mappings get sorted keys; tuples
+    keep their order (the config's order, the same in every process); dates
+    and enums become text. Fields kept out of ``repr`` (notification URLs,
+    which may hold tokens) never change what we write and are left out.
+    """
+    if is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: canonical_rules(getattr(value, f.name)) for f in fields(value) if f.repr}
+        return {"type": type(value).__name__, **data}
+    if isinstance(value, Enum):
+        return canonical_rules(value.value)
+    if isinstance(value, (set, frozenset)):
+        members = [canonical_rules(v) for v in value]
+        return sorted(members, key=lambda m: json.dumps(m, sort_keys=True))
+    if isinstance(value, (list, tuple)):
+        return [canonical_rules(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): canonical_rules(v) for k, v in value.items()}
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"no canonical form for {type(value).__name__} in the rules")
 
 
 def _split_cursor(stored: str | None, fingerprint: str) -> str | None:
@@ -127,18 +157,22 @@ def run_cycle(
     dry_run: bool = False,
     max_conflict_retries: int = MAX_CONFLICT_RETRIES,
     clock: Callable[[], datetime] | None = None,
+    fingerprint: str | None = None,
 ) -> CycleReport:
     """Run one cycle of ``provider``'s calendar and return what it did.
 
     ``now`` drives every decision. ``clock`` (default: ``now``) only stamps the
-    end of the run. With ``dry_run`` nothing is written and nothing is stored.
+    end of the run. ``fingerprint`` is :func:`rules_fingerprint` of ``rules``
+    and ``renderer``, for callers that run many cycles with the same ones
+    (computed here when not given). With ``dry_run`` nothing is written and nothing is stored.
     Provider failures end the cycle early with ``report.error`` set; the old
     cursor stays, so the next cycle reads the same changes again.
     """
     calendar = provider.name
     report = CycleReport(calendar=calendar, started_at=now)
     requests_before = Counter(provider.requests)
-    fingerprint = rules_fingerprint(rules, renderer)
+    if fingerprint is None:
+        fingerprint = rules_fingerprint(rules, renderer)
     try:
         _run(
             provider,

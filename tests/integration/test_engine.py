@@ -160,6 +160,10 @@ def test_opting_out_in_the_config_removes_our_blocks(
     assert report.full_resync, "a config change re-decides every event"
     assert report.actions["removed"] == 1
     assert current(calendar, "a").description == "Keep me"
+    # Exactly one full resync: the same rules, rebuilt (new objects, new sets), keep the cursor.
+    rebuilt = dataclasses.replace(opted_out, opt_out=OptOut(users=frozenset({"alice@example.com"})))
+    after = run_cycle(calendar, store, rebuilt, RENDERER, NOW)
+    assert not after.full_resync and after.writes == 0
 
 
 def test_a_third_person_joining_a_1on1_takes_the_corrective_slot_out(
