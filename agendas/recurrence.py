@@ -162,6 +162,13 @@ def next_occurrence(meeting: Meeting, after: datetime) -> tuple[datetime, dateti
     """
     if not meeting.is_series:
         return (meeting.start, meeting.end) if meeting.end > after else None
+    try:
+        return _next_occurrence(meeting, after)
+    except OverflowError as exc:  # arithmetic at the ends of the calendar (year 1, 9999)
+        raise RecurrenceError("a date of the series is out of range") from exc
+
+
+def _next_occurrence(meeting: Meeting, after: datetime) -> tuple[datetime, datetime] | None:
     series = _series_of(meeting)
     # Wall-clock and absolute order can differ by a DST shift: start a little early.
     threshold = _to_local(after - series.duration, series.zone) - _DST_MARGIN
@@ -182,6 +189,13 @@ def occurrence_index(meeting: Meeting, start: datetime) -> int:
     """
     if not meeting.is_series:
         return 0
+    try:
+        return _occurrence_index(meeting, start)
+    except OverflowError as exc:
+        raise RecurrenceError("a date of the series is out of range") from exc
+
+
+def _occurrence_index(meeting: Meeting, start: datetime) -> int:
     series = _series_of(meeting)
     limit = _to_local(start, series.zone)
     grids = series.grids
@@ -284,7 +298,12 @@ def _zone(name: str | None, start_zone: tzinfo | None) -> tzinfo:
 
 
 def _to_local(moment: datetime, zone: tzinfo) -> datetime:
-    return moment.astimezone(zone).replace(tzinfo=None)
+    try:
+        return moment.astimezone(zone).replace(tzinfo=None)
+    except OverflowError:
+        # ``UNTIL=99991231T235959Z`` east of UTC lies past year 9999: as late (or
+        # early) as a date can be, which is what the rule means.
+        return datetime.max if moment.year > 1 else datetime.min
 
 
 def _aware_span(local: datetime, series: _Series) -> tuple[datetime, datetime]:

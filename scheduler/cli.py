@@ -72,12 +72,21 @@ def check_config(config_path: Path) -> None:
 @click.option("--dry-run", is_flag=True, help="Decide, but write nothing and store nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 def sync(config_path: Path, dry_run: bool, as_json: bool) -> None:
-    """Run one sync cycle over every configured calendar."""
+    """Run one sync cycle over every configured calendar.
+
+    Exit codes: 0 every calendar ok; 1 some calendar failed (the others were
+    synced; see the JSON's ``calendars``); 2 bad config, or nothing could start
+    (database, templates).
+    """
     cfg = _load(config_path)
     try:
         reports = commands.sync_all(cfg, utc_now(), dry_run=dry_run)
     except UserError as exc:
         _fail(exc)
+    except Exception as exc:
+        logging.getLogger(__name__).error("sync could not start", exc_info=exc)
+        click.echo(f"error: sync could not start: {type(exc).__name__}", err=True)
+        sys.exit(2)
     summary = summarise(reports)
     summary["dry_run"] = dry_run
     if as_json:
@@ -86,6 +95,9 @@ def sync(config_path: Path, dry_run: bool, as_json: bool) -> None:
         for report in reports:
             click.echo(_decision_table(report))
         click.echo(_totals_line(summary))
+        for report in reports:
+            if report.error_message:
+                click.echo(f"failed: {report.error_message}", err=True)
     if any(not r.ok for r in reports):
         sys.exit(1)
 
@@ -222,7 +234,15 @@ def _decision_table(report: CycleReport) -> str:
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.extend(
+        f"skipped {_short_id(ref.event_id)}: {reason}: {detail}"
+        for ref, reason, detail in report.unreadable
+    )
     return f"[{report.calendar}]\n" + "\n".join(lines)
+
+
+def _short_id(event_id: str) -> str:
+    return event_id if len(event_id) <= 60 else event_id[:59] + "…"
 
 
 def _when(decision: Decision) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ from scheduler.engine import (
     RevertReport,
     revert_calendar,
     rules_fingerprint,
-    run_cycle,
+    run_calendar,
 )
 from scheduler.org_directory import resolve_rules
 from scheduler.providers import build_provider
@@ -51,28 +52,30 @@ def open_store(cfg: AppConfig) -> Iterator[Store]:
 
 
 def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[CycleReport]:
-    """One cycle over every configured calendar."""
+    """One cycle over every configured calendar.
+
+    A calendar that fails, in any way, fails alone: its report says how
+    (:mod:`scheduler.failures`) and the others go on. Raises only when
+    nothing can start (the database, the rules, the templates).
+    """
     rules = resolve_rules(cfg)
     renderer = make_renderer(cfg)
     fingerprint = rules_fingerprint(rules, renderer)
     reports = []
     with open_store(cfg) as store:
         for calendar in cfg.calendars:
-            provider = build_provider(calendar)
-            try:
-                reports.append(
-                    run_cycle(
-                        provider,
-                        store,
-                        rules,
-                        renderer,
-                        now,
-                        dry_run=dry_run,
-                        fingerprint=fingerprint,
-                    )
+            reports.append(
+                run_calendar(
+                    calendar.name,
+                    partial(build_provider, calendar),
+                    store,
+                    rules,
+                    renderer,
+                    now,
+                    dry_run=dry_run,
+                    fingerprint=fingerprint,
                 )
-            finally:
-                provider.close()
+            )
     return reports
 
 

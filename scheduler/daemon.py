@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Column, Integer, String, Table, select, text, update
@@ -43,7 +44,7 @@ from scheduler import leases
 from scheduler.commands import make_renderer
 from scheduler.config import AppConfig
 from scheduler.db import UTCDateTime, write_transaction
-from scheduler.engine import CycleReport, rules_fingerprint, run_cycle, utc_now
+from scheduler.engine import CycleReport, fail_cycle, rules_fingerprint, run_calendar, utc_now
 from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from scheduler.org_directory import RulesCache
 from scheduler.outbox import DEAD, Outbox, OutboxItem, metadata
@@ -219,33 +220,48 @@ class Daemon:
         return self.sync_calendar(name, now)
 
     def sync_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
-        """One cycle of calendar ``name`` under its lease; None if another replica holds it."""
+        """One cycle of calendar ``name`` under its lease; None if another replica holds it.
+
+        Never raises: any failure (the provider cannot be built, the cycle,
+        the reminder planning after it, the database) ends this calendar's
+        cycle only, is logged, counted and, where the database allows, written
+        to the run log; the lease is given back in every case.
+        """
         now = now or self.clock()
         resource = CALENDAR_LEASE + name
-        if not leases.claim(self.store, [resource], self.replica_id, self.lease_ttl, now, 1):
+        try:
+            claimed = leases.claim(self.store, [resource], self.replica_id, self.lease_ttl, now, 1)
+        except Exception as exc:  # the database is unreachable: nothing to release
+            report = CycleReport(calendar=name, started_at=now)
+            fail_cycle(self.store, report, exc, finished_at=now, dry_run=True)
+            self._count_cycle(report)
+            return report
+        if not claimed:
             return None
         with self._held_lock:
             self._held.add(resource)
-        provider = self.provider_factory(self.calendars[name])
         rules, fingerprint = self._rules_fingerprint
         try:
-            report = run_cycle(
-                provider,
+            report = run_calendar(
+                name,
+                partial(self.provider_factory, self.calendars[name]),
                 self.store,
                 rules,
                 self.renderer,
                 now,
                 clock=self.clock,
                 fingerprint=fingerprint,
+                after=lambda provider, report: self._after_cycle(provider, report, now),
             )
-            self._count_cycle(report)
-            if report.ok:
+            if report.error is None:
                 self._last_synced[name] = now
-                self._after_cycle(provider, report, now)
+            self._count_cycle(report)
             return report
         finally:
-            provider.close()
-            leases.release(self.store, [resource], self.replica_id)
+            try:
+                leases.release(self.store, [resource], self.replica_id)
+            except Exception as exc:  # it expires on its own
+                log.warning("calendar %s: releasing the lease failed: %s", name, type(exc).__name__)
             with self._held_lock:
                 self._held.discard(resource)
 

@@ -34,7 +34,22 @@ from agendas.model import DescriptionWrite, EventRef, Meeting, WriteOutcome
 from agendas.policy import Rules
 from agendas.render import AgendaRenderer
 from integrations.calendars.base import CalendarProvider
-from scheduler.store import EventRecord, RunSummary, Store
+from scheduler.failures import (
+    CONFLICT,
+    INVALID_DATA,
+    NOT_FOUND,
+    Failure,
+    describe_failure,
+    error_kind,
+)
+from scheduler.store import (
+    MAX_EVENT_ID,
+    MAX_RECURRENCE_ID,
+    EventRecord,
+    RunSummary,
+    Store,
+    is_code,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +71,38 @@ class CycleReport:
     skipped: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     decisions: list[Decision] = field(default_factory=list)
+    # The cycle's failure: a kind from scheduler.failures, and a message without secrets.
     error: str | None = None
+    error_message: str | None = None
+    # Events skipped before any decision: (ref, reason code, detail).
+    unreadable: list[tuple[EventRef, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        """True when the cycle finished and every write it tried went through."""
+        return self.error is None and not self.errors
+
+    def fail(self, failure: Failure) -> None:
+        """End the cycle with ``failure`` (the first failure wins the ``error`` field)."""
+        if self.error is None:
+            self.error = failure.kind
+            self.error_message = failure.message
+        self.errors[failure.kind] += 1
 
     def event_entries(self) -> list[dict[str, Any]]:
-        entries = []
+        entries: list[dict[str, Any]] = [
+            {
+                "calendar": ref.calendar,
+                "event_id": ref.event_id,
+                "recurrence_id": ref.recurrence_id,
+                "kind": "unreadable",
+                "slots": [],
+                "action": ActionKind.SKIPPED.value,
+                "reason": reason,
+                "detail": detail,
+            }
+            for ref, reason, detail in self.unreadable
+        ]
         for d in self.decisions:
             ref = d.meeting.ref
             entries.append(
@@ -164,16 +203,18 @@ def run_cycle(
     ``now`` drives every decision. ``clock`` (default: ``now``) only stamps the
     end of the run. ``fingerprint`` is :func:`rules_fingerprint` of ``rules``
     and ``renderer``, for callers that run many cycles with the same ones
-    (computed here when not given). With ``dry_run`` nothing is written and nothing is stored.
-    Provider failures end the cycle early with ``report.error`` set; the old
+    (computed here when not given). With ``dry_run`` nothing is written and
+    nothing is stored. Any exception ends this cycle only: ``report.error``
+    gets its kind (see :mod:`scheduler.failures`), the run log gets a failed
+    run, and the old
     cursor stays, so the next cycle reads the same changes again.
     """
     calendar = provider.name
     report = CycleReport(calendar=calendar, started_at=now)
     requests_before = Counter(provider.requests)
-    if fingerprint is None:
-        fingerprint = rules_fingerprint(rules, renderer)
     try:
+        if fingerprint is None:
+            fingerprint = rules_fingerprint(rules, renderer)
         _run(
             provider,
             store,
@@ -185,17 +226,98 @@ def run_cycle(
             dry_run,
             max_conflict_retries,
         )
-    except ProviderError as exc:
-        report.error = type(exc).__name__
-        report.errors[type(exc).__name__] += 1
-        log.warning("calendar %s: cycle failed: %s", calendar, type(exc).__name__)
-        if not dry_run:
-            report.finished_at = clock() if clock else now
-            store.commit_cycle(calendar, None, [], [], _summary(report))
+    except Exception as exc:
+        fail_cycle(store, report, exc, finished_at=clock() if clock else now, dry_run=dry_run)
     report.requests = Counter(provider.requests) - requests_before
     if report.finished_at is None:
         report.finished_at = clock() if clock else now
     return report
+
+
+def run_calendar(
+    name: str,
+    build: Callable[[], CalendarProvider],
+    store: Store,
+    rules: Rules,
+    renderer: AgendaRenderer,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    clock: Callable[[], datetime] | None = None,
+    fingerprint: str | None = None,
+    after: Callable[[CalendarProvider, CycleReport], None] | None = None,
+) -> CycleReport:
+    """Build calendar ``name``'s provider, run one cycle, then ``after``; never raises.
+
+    A provider that cannot be built (a credentials file missing or readable by
+    others, a folder that is gone) fails this calendar's cycle like any other
+    error. ``after`` (the daemon's reminder planning) runs only after a cycle
+    that finished; its failure is counted on the report but not in the run
+    log, which already holds the cycle.
+    """
+    try:
+        provider = build()
+    except Exception as exc:
+        report = CycleReport(calendar=name, started_at=now)
+        fail_cycle(store, report, exc, finished_at=clock() if clock else now, dry_run=dry_run)
+        return report
+    try:
+        report = run_cycle(
+            provider,
+            store,
+            rules,
+            renderer,
+            now,
+            dry_run=dry_run,
+            clock=clock,
+            fingerprint=fingerprint,
+        )
+        if after is not None and report.error is None:
+            try:
+                after(provider, report)
+            except Exception as exc:
+                _log_failure(report, exc)
+        return report
+    finally:
+        try:
+            provider.close()
+        except Exception as exc:  # closing must not hide the cycle's outcome
+            log.warning("calendar %s: closing the provider failed: %s", name, type(exc).__name__)
+
+
+def fail_cycle(
+    store: Store,
+    report: CycleReport,
+    exc: BaseException,
+    *,
+    finished_at: datetime,
+    dry_run: bool = False,
+) -> None:
+    """End ``report``'s cycle with ``exc``: its kind and message, a log line, a run-log row.
+
+    The old cursor stays. When the run log cannot be written either (the
+    database or its disk failed), that is logged and the report still says
+    what went wrong.
+    """
+    _log_failure(report, exc)
+    report.finished_at = finished_at
+    if dry_run:
+        return
+    try:
+        store.commit_cycle(report.calendar, None, [], [], _summary(report))
+    except Exception as again:
+        second = describe_failure(again, calendar=report.calendar)
+        log.warning("%s; the failed run could not be recorded", second.message)
+
+
+def _log_failure(report: CycleReport, exc: BaseException) -> Failure:
+    failure = describe_failure(exc, calendar=report.calendar)
+    report.fail(failure)
+    if failure.expected:
+        log.warning("cycle failed: %s", failure.message)
+    else:  # a bug: once, with its traceback
+        log.error("cycle failed: %s", failure.message, exc_info=exc)
+    return failure
 
 
 def _run(
@@ -222,12 +344,15 @@ def _run(
     meetings: dict[EventRef, Meeting] = {m.ref: m for m in changes.meetings}
     deleted: set[EventRef] = set(changes.deleted)
     for bad in changes.unreadable:
-        report.skipped["malformed"] += 1
-        report.actions[ActionKind.SKIPPED.value] += 1
-        log.warning(
-            "calendar %s: skipped unreadable event %s: %s", calendar, bad.ref.event_id, bad.reason
-        )
+        _skip_item(report, bad.ref, "malformed", bad.reason)
     unreadable = {bad.ref for bad in changes.unreadable}
+    # An id the store cannot hold (an outsider's 2,000-character UID, a NUL)
+    # would fail the commit and stall the calendar: skip that event alone.
+    for ref in [ref for ref in meetings if not storable_ref(ref)]:
+        del meetings[ref]
+        unreadable.add(ref)
+        _skip_item(report, ref, "unstorable_id", "its id is too long or holds a control character")
+    deleted = {ref for ref in deleted if storable_ref(ref)}
     if changes.full:
         seen = meetings.keys() | unreadable
         deleted |= {ref for ref in records if ref not in seen}
@@ -236,16 +361,24 @@ def _run(
     for ref in store.due_refs(calendar, now):
         if ref in meetings or ref in deleted or ref in unreadable:
             continue
-        fresh = provider.get(ref)
+        try:
+            fresh = provider.get(ref)
+        except Exception as exc:
+            if error_kind(exc) not in PER_EVENT_KINDS:
+                raise
+            _skip_item(report, ref, "unreadable", describe_failure(exc, calendar=calendar).message)
+            continue
         if fresh is None:
             deleted.add(ref)
         else:
             meetings[ref] = fresh
 
-    decisions = {
-        ref: _decide(meeting, rules, now, renderer, records.get(ref))
-        for ref, meeting in sorted(meetings.items())
-    }
+    decisions: dict[EventRef, Decision] = {}
+    for ref, meeting in sorted(meetings.items()):
+        try:
+            decisions[ref] = _decide(meeting, rules, now, renderer, records.get(ref))
+        except Exception as exc:  # one event's bad data or template must not stop the others
+            _event_failed(report, ref, exc)
     outcomes: dict[EventRef, str] = {}
     written_hash: dict[EventRef, str | None] = {}
     pending: set[EventRef] = set()
@@ -295,6 +428,58 @@ def _run(
         sorted(deleted - meetings.keys()),
         _summary(report),
     )
+
+
+# Kinds of error that concern one event only: skip it, go on with the others.
+PER_EVENT_KINDS = frozenset({INVALID_DATA, NOT_FOUND})
+
+
+def storable_ref(ref: EventRef) -> bool:
+    """True when the store can hold ``ref``'s ids (see ``scheduler.store`` column sizes)."""
+    event_id = ref.event_id
+    if not event_id or len(event_id) > MAX_EVENT_ID or not event_id.isprintable():
+        return False
+    try:
+        event_id.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from undecodable bytes
+        return False
+    rid = ref.recurrence_id
+    return rid is None or is_code(rid, MAX_RECURRENCE_ID)
+
+
+def _skip_item(report: CycleReport, ref: EventRef, reason: str, detail: str) -> None:
+    """Skip one event before any decision; logged here, once, and listed in the report."""
+    report.skipped[reason] += 1
+    report.actions[ActionKind.SKIPPED.value] += 1
+    report.unreadable.append((ref, reason, detail))
+    log.warning(
+        "calendar %s: skipped event %s: %s: %s", ref.calendar, _short(ref.event_id), reason, detail
+    )
+
+
+def _event_failed(report: CycleReport, ref: EventRef, exc: Exception) -> None:
+    """Deciding one event raised: skip it with the error's kind as the reason.
+
+    Bad data in the event is a skip like any other. Anything else (an admin
+    template that fails at run time, a bug) also counts as an error of the
+    cycle, so that ``sync`` and the metrics show it; a bug is logged with its
+    traceback.
+    """
+    failure = describe_failure(exc, calendar=ref.calendar)
+    reason = failure.kind if failure.kind == INVALID_DATA else f"error_{failure.kind}"
+    _skip_item(report, ref, reason, failure.message)
+    if failure.kind != INVALID_DATA:
+        report.errors[failure.kind] += 1
+        if not failure.expected:
+            log.error(
+                "calendar %s: deciding %s failed", ref.calendar, _short(ref.event_id), exc_info=exc
+            )
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """An id as it fits in a log line: a hostile UID can be megabytes long."""
+    printable = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
 
 
 def _recorded_hash(
@@ -367,7 +552,7 @@ def _write_with_retries(
                 )
                 outcomes[ref] = "failed"
                 pending.add(ref)
-                report.errors["PreconditionFailed"] += 1
+                report.errors[CONFLICT] += 1
                 continue
             # Someone edited the event between our read and our write: read it
             # again and merge into their version, never over it.
@@ -394,8 +579,16 @@ def _mark_failed(
     pending: set[EventRef],
     report: CycleReport,
 ) -> None:
-    kind = type(outcome.error).__name__
-    log.warning("calendar %s: write to %s failed: %s", ref.calendar, ref.event_id, kind)
+    error = outcome.error
+    kind = error_kind(error) if error is not None else "internal"
+    detail = str(error).strip().splitlines()[0] if error is not None and str(error).strip() else ""
+    log.warning(
+        "calendar %s: write to %s failed: %s: %s",
+        ref.calendar,
+        ref.event_id,
+        kind,
+        detail or type(error).__name__,
+    )
     outcomes[ref] = "failed"
     pending.add(ref)
     report.errors[kind] += 1
@@ -420,8 +613,8 @@ def _summary(report: CycleReport) -> RunSummary:
         calendar=report.calendar,
         started_at=report.started_at,
         finished_at=report.finished_at or report.started_at,
-        ok=report.error is None,
-        error_kind=report.error,
+        ok=report.ok,
+        error_kind=report.error or next(iter(sorted(report.errors)), None),
         writes=report.writes,
         counts=counts,
     )
@@ -516,7 +709,14 @@ def summarise(reports: Iterable[CycleReport]) -> dict[str, Any]:
         if r.full_resync:
             total["full_resync"].append(r.calendar)
         total["events"].extend(r.event_entries())
-        total["calendars"][r.calendar] = {"ok": r.ok, "error": r.error, "writes": r.writes}
+        total["calendars"][r.calendar] = {
+            "ok": r.ok,
+            "error_kind": r.error or next(iter(sorted(r.errors)), None),
+            "error": r.error_message,
+            "errors": dict(sorted(r.errors.items())),
+            "writes": r.writes,
+        }
+    total["ok"] = all(c["ok"] for c in total["calendars"].values())
     for key in ("requests", "actions", "skipped", "errors"):
         total[key] = dict(sorted(total[key].items()))
     return total

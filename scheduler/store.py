@@ -52,6 +52,10 @@ RUN_LOG_KEEP = 500
 # A series (or single event) has no recurrence id; the key column cannot be NULL.
 _SERIES = ""
 
+# The longest ids the event_records key holds (the engine skips events with longer ones).
+MAX_EVENT_ID = 1024
+MAX_RECURRENCE_ID = 64
+
 calendar_cursors = Table(
     "calendar_cursors",
     metadata,
@@ -65,8 +69,8 @@ event_records = Table(
     "event_records",
     metadata,
     Column("calendar", String(200), nullable=False),
-    Column("event_id", String(1024), nullable=False),
-    Column("recurrence_id", String(64), nullable=False),
+    Column("event_id", String(MAX_EVENT_ID), nullable=False),
+    Column("recurrence_id", String(MAX_RECURRENCE_ID), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("reason", String(64), nullable=True),
     Column("action", String(32), nullable=False),
@@ -104,6 +108,11 @@ run_log_counts = Table(
 # A code is a short identifier ("one_on_one", "skipped.not_organizer",
 # "error.RateLimited"): no spaces, so a sentence cannot pass for one.
 _CODE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
+
+
+def is_code(value: str, max_len: int) -> bool:
+    """True when ``value`` is a code of 1 to ``max_len`` characters (no spaces, no text)."""
+    return 0 < len(value) <= max_len and _CODE.match(value) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,10 +426,10 @@ def _check_code(field: str, value: str | None, max_len: int, *, optional: bool =
 def _check_ref(ref: EventRef, calendar: str) -> None:
     if ref.calendar != calendar:
         raise ValueError(f"an event of calendar {ref.calendar!r} in a cycle of {calendar!r}")
-    if not ref.event_id or len(ref.event_id) > 1024:
-        raise ValueError("event ids must be 1 to 1024 characters long")
+    if not ref.event_id or len(ref.event_id) > MAX_EVENT_ID or "\x00" in ref.event_id:
+        raise ValueError(f"event ids must be 1 to {MAX_EVENT_ID} characters long, without NUL")
     if ref.recurrence_id is not None:
-        _check_code("recurrence_id", ref.recurrence_id, 64)
+        _check_code("recurrence_id", ref.recurrence_id, MAX_RECURRENCE_ID)
 
 
 def _check_cycle(

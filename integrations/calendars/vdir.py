@@ -199,7 +199,9 @@ class VdirProvider:
             except ProviderError as exc:
                 outcomes.update({i: WriteOutcome(w.ref, error=exc) for i, w in items})
             except OSError as exc:
-                failed = ProviderError(f"cannot write {file_name}: {type(exc).__name__}")
+                why = exc.strerror or type(exc).__name__
+                failed = ProviderError(f"cannot write {self.path / file_name}: {why}")
+                failed.__cause__ = exc  # its kind (permission, disk full) comes from the cause
                 outcomes.update({i: WriteOutcome(w.ref, error=failed) for i, w in items})
         return [outcomes[i] for i in range(len(writes))]
 
@@ -322,10 +324,10 @@ class VdirProvider:
     def _unreadable(
         self, file_name: str, old_refs: tuple[tuple[str, str | None], ...], reason: str
     ) -> list[Unreadable]:
-        log.warning("calendar %s: skipped unreadable file %s: %s", self.name, file_name, reason)
+        # The engine logs and reports each one, once; the reason names the file.
         # Report the events we knew in this file, so that they are not taken as deleted.
         refs = [self._ref(r) for r in old_refs] or [EventRef(self.name, file_name)]
-        return [Unreadable(ref, reason) for ref in refs]
+        return [Unreadable(ref, f"{file_name}: {reason}") for ref in refs]
 
     def _ref(self, key: tuple[str, str | None]) -> EventRef:
         return EventRef(self.name, key[0], key[1])

@@ -105,7 +105,7 @@ def test_conflicts_are_bounded_and_the_write_is_retried_next_cycle(
     calendar.before_write = user_keeps_typing
     report = run_cycle(calendar, store, RULES, RENDERER, NOW, max_conflict_retries=2)
     assert report.writes == 0 and report.conflicts == 3
-    assert report.errors["PreconditionFailed"] == 1
+    assert report.errors["conflict"] == 1
     assert report.event_entries()[0]["action"] == "failed"
 
     calendar.before_write = None
@@ -120,7 +120,7 @@ def test_a_failed_write_is_retried_although_the_event_did_not_change(
     calendar.put(one_on_one("a"))
     calendar.fail_next_write(EventRef("mona", "a"), TransientError("503"))
     failed = run_cycle(calendar, store, RULES, RENDERER, NOW)
-    assert failed.writes == 0 and failed.errors["TransientError"] == 1
+    assert failed.writes == 0 and failed.errors["network"] == 1
     # Nothing changed in the calendar since: only the store knows to retry.
     again = run_cycle(calendar, store, RULES, RENDERER, NOW)
     assert again.writes == 1
@@ -215,7 +215,7 @@ def test_a_provider_failure_ends_the_cycle_and_keeps_the_cursor(
 
     calendar.read_changes = broken  # type: ignore[method-assign,assignment]
     report = run_cycle(calendar, store, RULES, RENDERER, NOW)
-    assert report.error == "TransientError" and not report.ok
+    assert report.error == "network" and not report.ok
     assert store.get_cursor("mona") == cursor
     assert store.recent_runs(1)[0].ok is False
 

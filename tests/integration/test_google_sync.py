@@ -175,7 +175,7 @@ def test_a_write_given_up_in_one_cycle_is_retried_in_the_next(
     api.faults.inject("patch", 503, "backendError", path_endswith="/" + key[1])
     api.faults.inject("patch", 503, "backendError", path_endswith="/" + key[1])
     (first,) = org.cycle()
-    assert first.errors["TransientError"] == 1
+    assert first.errors["network"] == 1
     assert org.blocks(key) == 0
     org.cycle()  # our other writes come back through the token; the failed one does not
     org.assert_converged()

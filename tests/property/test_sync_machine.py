@@ -83,8 +83,12 @@ user_text = st.text(
 )
 
 
-class CrashBeforeRecord(Exception):
-    """The process dies after the provider writes and before the store commit."""
+class CrashBeforeRecord(BaseException):
+    """The process dies after the provider writes and before the store commit.
+
+    A BaseException, like a kill: the engine ends a cycle on any Exception
+    (and records it), but nothing runs in a process that was killed.
+    """
 
 
 class CrashingStore:

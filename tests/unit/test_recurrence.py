@@ -346,3 +346,20 @@ def test_next_occurrence_and_index_match_a_dateutil_walk(
     assert found is not None
     assert found[0] == expected[0] and found[0].utcoffset() == expected[0].utcoffset()
     assert occurrence_index(meeting, found[0]) == expected[1]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "RRULE:FREQ=DAILY;UNTIL=99991231T235959Z",
+        "RRULE:FREQ=WEEKLY;BYDAY=MO;UNTIL=99991231T235959Z",
+        "RRULE:FREQ=DAILY;UNTIL=99991231",
+    ],
+)
+def test_an_until_at_the_end_of_the_calendar_east_of_utc_is_an_open_series(rule: str) -> None:
+    # 9999-12-31 23:59:59 UTC is past year 9999 in Stockholm: read it as "no end".
+    standup = series(rule)
+    after = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    found = next_occurrence(standup, after)
+    assert found is not None and found[0] > after
+    assert occurrence_index(standup, found[0]) > 0
