@@ -334,6 +334,10 @@ class ServerConfig(_Frozen):
     host: NonEmptyStr = "127.0.0.1"
     port: int = Field(default=8787, ge=0, le=65535)  # 0 = pick a free port
     public_url: HttpUrl | None = None
+    # /readyz answers 503 when more than this share of the calendars has not
+    # had a successful cycle within ready_after_intervals sync intervals.
+    ready_max_failing_share: float = Field(default=0.5, ge=0, le=1)
+    ready_after_intervals: int = Field(default=3, ge=1)
 
 
 class SyncConfig(_Frozen):

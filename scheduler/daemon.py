@@ -19,6 +19,7 @@ on when the leases expire.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -45,6 +46,7 @@ from scheduler.commands import make_renderer
 from scheduler.config import AppConfig
 from scheduler.db import UTCDateTime, write_transaction
 from scheduler.engine import CycleReport, fail_cycle, rules_fingerprint, run_calendar, utc_now
+from scheduler.failures import error_kind
 from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from scheduler.org_directory import RulesCache
 from scheduler.outbox import DEAD, Outbox, OutboxItem, metadata
@@ -64,7 +66,7 @@ from scheduler.reminders import (
     plan_meeting_reminders,
     schedule_outside_quiet_hours,
 )
-from scheduler.store import Store
+from scheduler.store import CalendarHealth, Store
 from scheduler.wins import (
     is_vague_praise,
     log_win,
@@ -101,9 +103,21 @@ readbacks_table = Table(
 )
 
 
+MAX_OCCURRENCE_KEY = 512  # reminder_outbox.occurrence, praise_readbacks.occurrence
+
+
 def occurrence_key(ref: EventRef, start: datetime) -> str:
-    """A stable id of one meeting occurrence: calendar, event and original start."""
-    return f"{ref.calendar}/{ref.event_id}/{ref.recurrence_id or start.astimezone(UTC).isoformat()}"
+    """A stable id of one meeting occurrence: calendar, event and original start.
+
+    A key longer than its columns (an event id of 1,000 characters) keeps its
+    head and ends in a digest of the whole key: the same in every process,
+    and still unique.
+    """
+    key = f"{ref.calendar}/{ref.event_id}/{ref.recurrence_id or start.astimezone(UTC).isoformat()}"
+    if len(key) <= MAX_OCCURRENCE_KEY:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{key[: MAX_OCCURRENCE_KEY - len(digest) - 1]}#{digest}"
 
 
 @dataclass
@@ -193,6 +207,7 @@ class Daemon:
         self.push_fallback = timedelta(seconds=cfg.sync.push_fallback_seconds)
         self._last_synced: dict[str, datetime] = {}
         self.stopping = threading.Event()
+        self.started_at = clock()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
 
@@ -267,6 +282,14 @@ class Daemon:
 
     def _count_cycle(self, report: CycleReport) -> None:
         self.metrics.cycles.labels("ok" if report.ok else "error").inc()
+        for kind, n in report.errors.items():
+            self.metrics.calendar_errors.labels(report.calendar, kind).inc(n)
+        finished = report.finished_at or report.started_at
+        if report.ok:
+            self.metrics.calendar_last_success.labels(report.calendar).set(finished.timestamp())
+            self.metrics.calendar_consecutive_failures.labels(report.calendar).set(0)
+        else:  # housekeeping brings both back to what all replicas recorded
+            self.metrics.calendar_consecutive_failures.labels(report.calendar).inc()
         for kind, n in report.requests.items():
             self.metrics.provider_requests.labels(kind).inc(n)
         self.metrics.provider_writes.inc(report.writes)
@@ -530,6 +553,7 @@ class Daemon:
             if isinstance(exc, PermissionDenied) and state != DEAD:
                 pass  # the URL is unusable; it will dead-letter after its tries
             self.metrics.reminders_failed.labels(item.kind).inc()
+            self.metrics.reminder_channel_failures.labels(item.channel, error_kind(exc)).inc()
             self.metrics.errors.labels(kind).inc()
             report.failed += 1
             if state == DEAD:
@@ -578,21 +602,64 @@ class Daemon:
         self.metrics.leases_held.labels("outbox").set(self.outbox.held_by(self.replica_id, now))
         for state, count in self.outbox.counts().items():
             self.metrics.outbox_rows.labels(state).set(count)
+        ready, _body = self.readiness(now)  # also refreshes the per-calendar gauges
+        self.metrics.ready.set(1 if ready else 0)
 
     def readiness(self, now: datetime | None = None) -> tuple[bool, str]:
-        """Ready when the database answers and a cycle finished recently."""
+        """Ready when the database answers, a cycle finished recently, and enough calendars succeed.
+
+        A calendar is failing when its last successful cycle (by any replica,
+        from ``calendar_health``) is older than ``server.ready_after_intervals``
+        sync intervals (with a live push channel: than the push fallback), or
+        it never had one and this process has run that long. Not ready when
+        the failing share is above ``server.ready_max_failing_share``. The
+        answer is a JSON object that names the failing calendars.
+        """
         now = now or self.clock()
         try:
             with self.engine.connect() as conn:
                 conn.execute(text("select 1"))
+            health = self.store.calendar_health()
         except Exception as exc:
-            return False, f"database unreachable: {type(exc).__name__}"
+            return False, _ready_body(False, f"database unreachable: {type(exc).__name__}")
+        failing = self._failing_calendars(health, now)
         if self.last_cycle_at is None:
-            return False, "no cycle finished yet"
+            return False, _ready_body(False, "no cycle finished yet", failing)
         limit = timedelta(seconds=3 * self.cfg.sync.interval_seconds + 60)
         if now - self.last_cycle_at > limit:
-            return False, "the last cycle is too old"
-        return True, "ready"
+            return False, _ready_body(False, "the last cycle is too old", failing)
+        share = len(failing) / max(1, len(self.calendars))
+        if failing and share > self.cfg.server.ready_max_failing_share:
+            why = f"{len(failing)} of {len(self.calendars)} calendar(s) not synced successfully"
+            return False, _ready_body(False, why, failing)
+        return True, _ready_body(True, "ready", failing)
+
+    def _failing_calendars(
+        self, health: Mapping[str, CalendarHealth], now: datetime
+    ) -> list[dict[str, Any]]:
+        interval = timedelta(seconds=self.cfg.sync.interval_seconds)
+        window = self.cfg.server.ready_after_intervals * interval
+        failing = []
+        for name in sorted(self.calendars):
+            row = health.get(name)
+            last = row.last_success_at if row else None
+            failures = row.consecutive_failures if row else 0
+            self.metrics.calendar_last_success.labels(name).set(last.timestamp() if last else 0)
+            self.metrics.calendar_consecutive_failures.labels(name).set(failures)
+            allowed = window
+            live_until = self.push_live_until(name)
+            if live_until and live_until > now:
+                allowed = max(window, self.push_fallback + interval)
+            if now - (last or self.started_at) > allowed:
+                failing.append(
+                    {
+                        "calendar": name,
+                        "last_success": last.isoformat() if last else None,
+                        "consecutive_failures": failures,
+                        "error_kind": row.last_error_kind if row else None,
+                    }
+                )
+        return failing
 
     def reclaim_dead_local_leases(self) -> int:
         """Give back the leases of earlier processes on this host that are gone; return how many.
@@ -635,6 +702,13 @@ class Daemon:
             self._held.clear()
         leases.release(self.store, held, self.replica_id)
         self.outbox.release(self.replica_id)
+
+
+def _ready_body(ready: bool, reason: str, failing: list[dict[str, Any]] | None = None) -> str:
+    """The JSON answer of ``/readyz``: calendar names and error kinds, never a message."""
+    return json.dumps(
+        {"ready": ready, "reason": reason, "failing_calendars": failing or []}, sort_keys=True
+    )
 
 
 def _process_gone(pid: int) -> bool:

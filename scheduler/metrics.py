@@ -1,7 +1,12 @@
 """Prometheus metrics of one daemon process, in a registry of its own.
 
-Labels are codes only (kinds of errors, requests and reminders), never
+Labels are codes only (kinds of errors, requests and reminders), the
+calendar names of the config, and channel ids (a hash of the URL): never
 calendar content, addresses or channel URLs.
+
+The per-calendar gauges come from the ``calendar_health`` table, which every
+replica updates with each cycle: all replicas export the same values, so
+alert on ``max by (calendar)``.
 """
 
 from __future__ import annotations
@@ -65,6 +70,35 @@ class DaemonMetrics:
         self.last_cycle = Gauge(
             "feedback_agendas_last_cycle_timestamp_seconds",
             "When the last sync cycle finished (Unix time)",
+            registry=r,
+        )
+        self.calendar_last_success = Gauge(
+            "feedback_agendas_calendar_last_success_timestamp_seconds",
+            "When the calendar's last successful cycle finished (Unix time; 0: never)",
+            ["calendar"],
+            registry=r,
+        )
+        self.calendar_consecutive_failures = Gauge(
+            "feedback_agendas_calendar_consecutive_failures",
+            "Failed cycles in a row since the calendar's last success",
+            ["calendar"],
+            registry=r,
+        )
+        self.calendar_errors = Counter(
+            "feedback_agendas_calendar_errors",
+            "Failed cycles, writes and events of this process, by calendar and error kind",
+            ["calendar", "kind"],
+            registry=r,
+        )
+        self.reminder_channel_failures = Counter(
+            "feedback_agendas_reminder_channel_failures",
+            "Reminder deliveries that failed, by channel id and error kind",
+            ["channel", "kind"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "feedback_agendas_ready",
+            "1 when /readyz says ready (database up, enough calendars succeeding), else 0",
             registry=r,
         )
         self.outbox_rows = Gauge(

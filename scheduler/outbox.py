@@ -69,7 +69,7 @@ outbox_table = Table(
     Column("state", String(12), nullable=False, default="pending"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime, nullable=False),
-    Column("lease_owner", String(64), nullable=True),
+    Column("lease_owner", String(255), nullable=True),  # a replica id (revision 0050)
     Column("lease_until", UTCDateTime, nullable=True),
     Column("last_error", String(64), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),

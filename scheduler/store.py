@@ -105,6 +105,18 @@ run_log_counts = Table(
     ForeignKeyConstraint(["run_id"], ["run_log.id"], ondelete="CASCADE"),
 )
 
+# Each calendar's health, for /readyz and the metrics of every replica (revision 0050).
+calendar_health = Table(
+    "calendar_health",
+    metadata,
+    Column("calendar", String(200), nullable=False),
+    Column("last_success_at", UTCDateTime(), nullable=True),
+    Column("last_failure_at", UTCDateTime(), nullable=True),
+    Column("consecutive_failures", Integer(), nullable=False),
+    Column("last_error_kind", String(64), nullable=True),
+    PrimaryKeyConstraint("calendar"),
+)
+
 # A code is a short identifier ("one_on_one", "skipped.not_organizer",
 # "error.RateLimited"): no spaces, so a sentence cannot pass for one.
 _CODE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
@@ -135,6 +147,17 @@ class EventRecord:
     revisit_at: datetime | None
     pending_write: bool
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarHealth:
+    """How a calendar fares: its last successful cycle and the failures in a row since."""
+
+    calendar: str
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    consecutive_failures: int
+    last_error_kind: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +328,7 @@ class Store:
                     for code, count in sorted(run.counts.items())
                 ],
             )
+        _record_health(conn, run)
         # Prune: the newest ``run_log_keep`` runs of the calendar stay.
         oldest_kept = (
             select(run_log.c.id)
@@ -319,6 +343,12 @@ class Store:
         )
 
     # -- reading the run log -------------------------------------------------
+
+    def calendar_health(self) -> dict[str, CalendarHealth]:
+        """Every calendar's health, as the last committed runs of all replicas left it."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(calendar_health)).mappings().all()
+        return {row["calendar"]: CalendarHealth(**row) for row in rows}
 
     def recent_runs(self, limit: int = 20) -> list[RunSummary]:
         """The newest ``limit`` runs over all calendars, newest first."""
@@ -401,6 +431,37 @@ def upgrade(url: str) -> str:
 
 
 # -- helpers ---------------------------------------------------------------
+
+
+def _record_health(conn: Connection, run: RunSummary) -> None:
+    """Count the run in ``calendar_health``: a success resets the failures in a row."""
+    t = calendar_health
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    if run.ok:
+        values: dict[str, Any] = {
+            "last_success_at": run.finished_at,
+            "consecutive_failures": 0,
+            "last_error_kind": None,
+        }
+        stmt = dialect_insert(t).values(calendar=run.calendar, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["calendar"], set_=values))
+        return
+    stmt = dialect_insert(t).values(
+        calendar=run.calendar,
+        last_failure_at=run.finished_at,
+        consecutive_failures=1,
+        last_error_kind=run.error_kind,
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["calendar"],
+            set_={
+                "last_failure_at": run.finished_at,
+                "consecutive_failures": t.c.consecutive_failures + 1,
+                "last_error_kind": run.error_kind,
+            },
+        )
+    )
 
 
 def _upsert(

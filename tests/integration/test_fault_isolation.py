@@ -432,3 +432,74 @@ def test_hostile_events_are_skipped_alone_and_the_cycle_commits(
     assert second["actions"] == {"unchanged": 9}
     for name in ("long-uid.ics", "nul-uid.ics"):  # skipped events are never written
         assert (folder / name).read_bytes() == hostile[name]
+
+
+def test_long_ids_and_a_long_host_name_still_get_reminders_sent_on_postgresql(
+    tmp_path: Path,
+) -> None:
+    """An event id of 1,000 characters (occurrence key > 512) and a 64-character host name."""
+    from datetime import timedelta
+
+    from agendas.model import Attendee, EventRef, Meeting
+    from integrations.calendars.memory import MemoryProvider
+    from tests.integration.pg import postgres_schema
+    from tests.integration.test_outbox_receivers import WebhookReceiver
+
+    monday = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)
+    with postgres_schema() as url, WebhookReceiver() as hook:
+        data = {
+            "storage": {"url": url},
+            "calendars": [{"name": "mona", "provider": "memory", "owner": OWNER}],
+            "org": {
+                "internal_domains": ["example.com"],
+                "teams": [
+                    {
+                        "name": "analys",
+                        "manager": OWNER,
+                        "members": ["sara@example.com", "erik@example.com"],
+                        "timezone": "Europe/Stockholm",
+                        "notify": [hook.url("/analys")],
+                    }
+                ],
+            },
+        }
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        calendar = MemoryProvider(name="mona", owner=OWNER)
+        start = monday + timedelta(hours=3)
+        calendar.put(
+            Meeting(
+                ref=EventRef("mona", "x" * 1000 + "@outsider.example"),
+                title="Veckomöte",
+                description="",
+                start=start,
+                end=start + timedelta(minutes=30),
+                owner=OWNER,
+                etag="",
+                organizer=OWNER,
+                attendees=tuple(
+                    Attendee(a) for a in (OWNER, "sara@example.com", "erik@example.com")
+                ),
+                timezone="Europe/Stockholm",
+            )
+        )
+        now = [monday]
+        host = "h" * 64  # HOST_NAME_MAX on Linux
+        daemon = Daemon(
+            load_config(config),
+            clock=lambda: now[0],
+            provider_factory=lambda _cfg: calendar,
+            replica_id=f"{host}-4194304-0a1b2c",
+        )
+        try:
+            report = daemon.sync_calendar("mona")
+            assert report is not None and report.ok and report.writes == 1
+            assert daemon.outbox.counts().get("pending") == 1
+            now[0] = start - timedelta(minutes=30)
+            sent = daemon.send_due()
+            assert sent.sent == 1 and sent.failed == 0
+            assert len(hook.bodies("/analys")) == 1
+            assert all(len(key[1]) <= 512 for key in sent.keys)
+        finally:
+            daemon.shutdown()
+            daemon.store.close()
