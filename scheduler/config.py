@@ -18,6 +18,7 @@ import datetime as dt
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
@@ -86,9 +87,11 @@ def _check_domain(value: str) -> str:
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    # A name too long for the file system (ENAMETOOLONG) is an OSError, not "not found".
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        shown = value if len(value) <= 60 else value[:60] + "…"
         raise ValueError(
-            f"unknown time zone {value!r} (use an IANA name such as Europe/Stockholm)"
+            f"unknown time zone {shown!r} (use an IANA name such as Europe/Stockholm)"
         ) from None
     return value
 
@@ -107,15 +110,33 @@ def _base_dir(info: ValidationInfo) -> Path | None:
 
 
 def _resolve(path: Path, info: ValidationInfo) -> Path:
-    path = path.expanduser()
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # ~someone who has no home folder here
+        raise ValueError(f"cannot expand {str(path).partition('/')[0]!r}: no such user") from None
     base = _base_dir(info)
     if not path.is_absolute() and base is not None:
         path = base / path
     return path
 
 
+def path_kind(path: Path) -> str | None:
+    """``"dir"``, ``"file"``, ``"other"``, or None when ``path`` cannot be reached.
+
+    Unlike ``Path.is_dir``, never raises: a name too long for the file system
+    (ENAMETOOLONG) or a folder we may not enter is just "not there".
+    """
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "other"
+
+
 def _existing_dir(path: Path) -> Path:
-    if not path.is_dir():
+    if path_kind(path) != "dir":
         raise ValueError(f"folder not found: {path}")
     return path
 
@@ -127,7 +148,7 @@ def _credentials(value: object, info: ValidationInfo) -> Path | Literal["anonymo
     if not isinstance(value, str | Path) or not str(value).strip():
         raise ValueError("give the path of a credentials file, or 'anonymous'")
     path = _resolve(Path(value), info)
-    if not path.is_file():
+    if path_kind(path) != "file":
         raise ValueError(f"file not found: {path}")
     return path
 
@@ -458,15 +479,34 @@ class _ConfigLoader(yaml.SafeLoader):
     reports it at its key instead of the whole file failing to load.
     """
 
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        # An explicit tag on a value it cannot read (``!!float x``, ``!!timestamp x``)
+        # makes PyYAML's constructors raise plain ValueError/AttributeError/KeyError.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError):
+            tag = node.tag.rpartition(":")[2]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"this value cannot be read as !!{tag}", node.start_mark
+            ) from None
+
     def construct_yaml_timestamp(self, node: ScalarNode) -> Any:
         try:
             return super().construct_yaml_timestamp(node)
+        except (ValueError, AttributeError):
+            return self.construct_scalar(node)
+
+    def construct_yaml_int(self, node: ScalarNode) -> Any:
+        # Past Python's 4,300-digit limit int() raises; validation then says "not an integer".
+        try:
+            return super().construct_yaml_int(node)
         except ValueError:
             return self.construct_scalar(node)
 
 
 _INT_TAG = "tag:yaml.org,2002:int"
 _ConfigLoader.add_constructor("tag:yaml.org,2002:timestamp", _ConfigLoader.construct_yaml_timestamp)
+_ConfigLoader.add_constructor(_INT_TAG, _ConfigLoader.construct_yaml_int)
 _ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != _INT_TAG]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -545,6 +585,21 @@ def _duplicate_keys(root: Node) -> list[tuple[Node, Loc, str]]:
             if key_node.value in keys:
                 problems.append((key_node, (*loc, key_node.value), "duplicate key"))
             keys.add(key_node.value)
+    return problems
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogates(root: Node) -> list[tuple[Node, Loc, str]]:
+    """A ``"\\ud800"`` escape makes a string no encoder accepts: refuse it at its line."""
+    problems: list[tuple[Node, Loc, str]] = []
+    for loc, node, key in [((), root, None), *_walk(root, (), set())]:
+        for scalar in (key, node):
+            if isinstance(scalar, ScalarNode) and _SURROGATE.search(scalar.value):
+                problems.append(
+                    (scalar, loc, "an escape of a lone surrogate (\\ud800) is not text")
+                )
     return problems
 
 
@@ -651,6 +706,10 @@ def _without_consequential_errors(errors: list[Any]) -> list[Any]:
     ]
 
 
+def _string_values(items: list[tuple[int, dict[str, Any]]], key: str) -> set[str]:
+    return {value for _index, item in items if isinstance(value := item.get(key), str)}
+
+
 def _cross_reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
     """Checks between entries and sections, on the raw data so they run even beside other errors."""
     problems: list[tuple[Loc, str]] = []
@@ -710,21 +769,62 @@ def _cross_reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
 
     opt_out = data.get("opt_out")
     if isinstance(opt_out, Mapping):
+        # Only string names: anything else is a type error pydantic reports at its key.
         known = {
-            "teams": ({t.get("name") for _i, t in teams}, "team"),
-            "calendars": ({c.get("name") for _i, c in calendars}, "calendar"),
+            "teams": (_string_values(teams, "name"), "team"),
+            "calendars": (_string_values(calendars, "name"), "calendar"),
         }
         for key, (names, what) in known.items():
             listed = opt_out.get(key)
             if not isinstance(listed, list):
                 continue
             for index, name in enumerate(listed):
-                if name not in names:
+                if isinstance(name, str) and name not in names:
                     problems.append(((("opt_out", key, index)), f"no {what} named {name!r}"))
     return problems
 
 
 Problem = tuple[int, str]  # (line, message); line 0 = the whole file
+
+
+# Far deeper than any real config; PyYAML, our tree walks and pydantic all recurse.
+MAX_NESTING = 40
+
+
+def _too_deep(root: Node) -> Node | None:
+    """The first node nested deeper than :data:`MAX_NESTING`, found without recursion."""
+    stack: list[tuple[Node, int]] = [(root, 0)]
+    seen: set[int] = set()
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > MAX_NESTING:
+            return node
+        if isinstance(node, MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+    return None
+
+
+def _yaml_problem(source: str, text: str, exc: yaml.YAMLError) -> Problem:
+    """A PyYAML error as ``FILE:LINE: YAML syntax error: ...``."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        reason = exc.problem or exc.context or "invalid YAML"
+    elif isinstance(exc, yaml.reader.ReaderError):
+        # A control character, even inside a comment: YAML forbids it anywhere.
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        reason = f"character #x{exc.character:04x} is not allowed in YAML, even in a comment"
+        if isinstance(exc.character, bytes):  # pragma: no cover - only for byte input
+            reason = "the file is not UTF-8 text"
+    else:  # pragma: no cover - PyYAML raises only the two kinds above
+        line, reason = 0, "invalid YAML"
+    where = f"{source}:{line}" if line else source
+    return line, f"{where}: YAML syntax error: {reason}"
 
 
 def _read_yaml(path: Path, environ: Mapping[str, str]) -> tuple[Node | None, Any, list[Problem]]:
@@ -734,28 +834,40 @@ def _read_yaml(path: Path, environ: Mapping[str, str]) -> tuple[Node | None, Any
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         return None, None, [(0, f"{source}: cannot read the file: {exc.strerror or exc}")]
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, ValueError):
         return None, None, [(0, f"{source}: the file is not UTF-8 text")]
-    loader = _ConfigLoader(text)
     try:
-        root = loader.get_single_node()
+        # The reader checks every character as it is built: a control character fails here.
+        loader = _ConfigLoader(text)
+    except yaml.YAMLError as exc:
+        return None, None, [_yaml_problem(source, text, exc)]
+    try:
+        try:
+            root = loader.get_single_node()
+        except RecursionError:
+            line = loader.get_mark().line + 1
+            return None, None, [(line, f"{source}:{line}: YAML nests too deeply")]
         if root is None:
             return None, None, [(1, f"{source}:1: the file is empty")]
+        deep = _too_deep(root)
+        if deep is not None:
+            line = deep.start_mark.line + 1
+            return None, None, [(line, f"{source}:{line}: nested more than {MAX_NESTING} deep")]
+        surrogates = _lone_surrogates(root)
+        if surrogates:
+            return None, None, [_located(source, node, loc, msg) for node, loc, msg in surrogates]
         located = _duplicate_keys(root) + _substitute_environment(root, environ)
         data = loader.construct_document(root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        where = f"{source}:{line}" if line else source
-        reason = exc.problem or exc.context or "invalid YAML"
-        return None, None, [(line, f"{where}: YAML syntax error: {reason}")]
+    except yaml.YAMLError as exc:
+        return None, None, [_yaml_problem(source, text, exc)]
     finally:
         loader.dispose()
-    problems = [
-        (node.start_mark.line + 1, f"{format_key_path(loc)}: {message}")
-        for node, loc, message in located
-    ]
-    return root, data, [(line, f"{source}:{line}: {text}") for line, text in problems]
+    return root, data, [_located(source, node, loc, message) for node, loc, message in located]
+
+
+def _located(source: str, node: Node, loc: Loc, message: str) -> Problem:
+    line = node.start_mark.line + 1
+    return line, f"{source}:{line}: {format_key_path(loc)}: {message}"
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -763,9 +875,23 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConf
 
     ``environ`` supplies ``${VAR}`` values (default: ``os.environ``).
     Raises :class:`~agendas.errors.ConfigError` listing every problem, in file
-    order, as ``FILE:LINE: key.path: message``.
+    order, as ``FILE:LINE: key.path: message``, and never anything else: an
+    input no check foresaw still gives a ConfigError (naming the file and the
+    kind of failure, never a value, which may be a secret), not a traceback.
     """
     path = Path(path)
+    try:
+        return _load_config(path, environ)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the last line of defence; the fuzz test keeps it unused
+        raise ConfigError([f"{path}: {UNFORESEEN} ({type(exc).__name__})"]) from exc
+
+
+UNFORESEEN = "this file could not be checked; please report it as a bug"
+
+
+def _load_config(path: Path, environ: Mapping[str, str] | None) -> AppConfig:
     source = str(path)
     root, data, problems = _read_yaml(path, os.environ if environ is None else environ)
     if root is None:
