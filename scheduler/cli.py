@@ -124,7 +124,10 @@ def revert(config_path: Path, dry_run: bool) -> None:
 def status(config_path: Path, as_json: bool) -> None:
     """Show each calendar's last run and what we hold about it."""
     cfg = _load(config_path)
-    data = commands.status(cfg)
+    try:
+        data = commands.status(cfg)
+    except UserError as exc:
+        _fail(exc)
     if as_json:
         click.echo(json.dumps(data, sort_keys=True, default=str))
         return

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -43,6 +43,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from agendas.errors import ConfigError
 from agendas.policy import Focus, OptOut, Org, Policy, Rules, Team
+from integrations.redact import mask_url
 
 Loc = tuple[str | int, ...]
 
@@ -181,6 +182,11 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # A database or CalDAV URL may carry a password; repr/str must never show it.
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) else value
+
 
 # ---------------------------------------------------------------------------
 # Sections
@@ -213,19 +219,6 @@ class StorageConfig(_Frozen):
         if sep and scheme == "postgresql+psycopg":
             return url
         raise ValueError("use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
-
-    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
-        # A PostgreSQL URL may carry a password; repr/str must never show it.
-        yield "url", _mask_url_password(self.url)
-
-
-def _mask_url_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
 
 
 class _CalendarBase(_Frozen):

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
 from agendas.errors import UserError
+from integrations.redact import mask_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -80,14 +81,6 @@ def is_postgresql(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def safe_url(url: str) -> str:
-    """The URL with any password masked, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show only its scheme
-        return url.partition("://")[0] + "://..."
-
-
 def create_engine_for(url: str) -> Engine:
     """Create the engine for a ``sqlite:///FILE`` or ``postgresql+psycopg://`` URL.
 
@@ -96,7 +89,7 @@ def create_engine_for(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except Exception as exc:
-        raise UserError(f"not a database URL: {safe_url(url)}") from exc
+        raise UserError(f"not a database URL: {mask_url(url)}") from exc
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         engine = create_engine(parsed)
@@ -109,7 +102,7 @@ def create_engine_for(url: str) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True)
     raise UserError(
-        f"unsupported database {safe_url(url)}: use sqlite:///FILE or postgresql+psycopg://"
+        f"unsupported database {mask_url(url)}: use sqlite:///FILE or postgresql+psycopg://"
     )
 
 

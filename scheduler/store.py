@@ -43,7 +43,8 @@ from sqlalchemy.exc import OperationalError
 
 from agendas.errors import UserError
 from agendas.model import EventRef
-from scheduler.db import UTCDateTime, create_engine_for, metadata, safe_url, write_transaction
+from integrations.redact import mask_url
+from scheduler.db import UTCDateTime, create_engine_for, metadata, write_transaction
 from scheduler.migrations import migrate
 
 # Keep this many runs per calendar in the run log; older ones are pruned on commit.
@@ -194,7 +195,7 @@ class Store:
         except OperationalError as exc:
             engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise UserError(f"cannot open the database at {safe_url(url)}: {reason}") from exc
+            raise UserError(f"cannot open the database at {mask_url(url)}: {reason}") from exc
         except BaseException:
             engine.dispose()
             raise
@@ -425,7 +426,7 @@ def upgrade(url: str) -> str:
         return migrate(engine)
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        raise UserError(f"cannot open the database at {safe_url(url)}: {reason}") from exc
+        raise UserError(f"cannot open the database at {mask_url(url)}: {reason}") from exc
     finally:
         engine.dispose()
 

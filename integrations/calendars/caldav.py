@@ -68,6 +68,7 @@ from integrations.calendars.ics import (
     parse_calendar,
     rewrite_descriptions,
 )
+from integrations.redact import split_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,9 @@ class CaldavProvider:
         client: Any = None,
     ) -> None:
         self.name = name
+        # Credentials in the URL go to the client apart: the URL we and the caldav
+        # library log (it logs its URL at DEBUG) must never carry a password.
+        url, username, password = split_userinfo(url, username, password)
         self.url = url
         self.owner = owner.lower()
         self.default_timezone = default_timezone
