@@ -5,6 +5,7 @@
     FeedbackAgendasError
     ├── UserError                  printed without a traceback
     │   └── ConfigError            bad config: file, line and key for every problem
+    │       └── TemplateFailed     an admin template failed rendering one agenda (that event only)
     ├── RecurrenceError            an RRULE we cannot expand (agendas.recurrence; skipped)
     ├── PreconditionFailed         someone else changed the event first (412, etag mismatch)
     └── ProviderError              a calendar or notification backend failed
@@ -35,6 +36,21 @@ class ConfigError(UserError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class TemplateFailed(ConfigError):
+    """An agenda template failed while rendering one agenda, at run time.
+
+    Start-up renders every template with worst-case input, so this means an
+    input only that event has made an admin template fail (an error in it, or
+    a limit of :mod:`agendas.template_sandbox`). Only the events it renders
+    fail. ``template`` names it; the message never quotes event content.
+    """
+
+    def __init__(self, template: str, reason: str) -> None:
+        super().__init__([f"{template}: {reason}"])
+        self.template = template
+        self.reason = reason
 
 
 class PreconditionFailed(FeedbackAgendasError):

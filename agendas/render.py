@@ -32,17 +32,16 @@ from jinja2 import (
     PackageLoader,
     StrictUndefined,
     Template,
-    TemplateError,
     TemplateSyntaxError,
 )
-from jinja2.sandbox import SandboxedEnvironment
 
 from agendas.block import PLACEHOLDER, contains_marker, max_body_chars, strip_markers
 from agendas.classify import MeetingKind
-from agendas.errors import ConfigError
+from agendas.errors import ConfigError, TemplateFailed
 from agendas.model import TextFormat
 from agendas.plan import AgendaPlan, SlotKind
 from agendas.policy import OptOut
+from agendas.template_sandbox import BoundedSandbox, Clock, TemplateLimitExceeded
 
 DEFAULT_LOCALE = "en"
 MAX_GOALS = 5
@@ -86,11 +85,13 @@ class AgendaRenderer:
         admin_template_dir: pathlib.Path | None = None,
         *,
         opt_out_marker: str = OptOut().marker,
+        clock: Clock | None = None,
     ) -> None:
         loaders: list[BaseLoader] = [PackageLoader("templates", "agenda")]
         if admin_template_dir is not None:
             loaders.insert(0, FileSystemLoader(str(admin_template_dir)))
-        self._env = SandboxedEnvironment(
+        self._env = BoundedSandbox(
+            clock=clock,
             loader=ChoiceLoader(loaders),
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name and name.endswith(".html.j2")),
@@ -168,15 +169,19 @@ class AgendaRenderer:
             elif norm and norm != strings["norm"] and len(norm) > 40:
                 norm = _shorten(norm, len(norm) // 2)
             else:
-                raise ConfigError(
-                    [f"{template.name}: the agenda is {len(body)} characters; the limit is {limit}"]
+                raise TemplateFailed(
+                    _template_name(template),
+                    f"the agenda is {len(body)} characters; the limit is {limit}",
                 )
         self._check_body(template, body)
         return body
 
-    @staticmethod
-    def _render(template: Template, fmt: TextFormat, context: Mapping[str, Any]) -> str:
-        raw = template.render(context)
+    def _render(self, template: Template, fmt: TextFormat, context: Mapping[str, Any]) -> str:
+        """Render within the sandbox's limits; any failure is a :class:`TemplateFailed`."""
+        try:
+            raw = self._env.render(template, context)
+        except Exception as exc:  # any error in an admin template, of any type
+            raise TemplateFailed(_template_name(template), _reason(exc, template)) from exc
         if fmt == TextFormat.HTML:
             # Google shows raw newlines as line breaks: the HTML form has none.
             return "".join(line.strip() for line in raw.splitlines())
@@ -187,8 +192,9 @@ class AgendaRenderer:
         if contains_marker(body) or (
             self._opt_out_folded and self._opt_out_folded in body.casefold()
         ):
-            raise ConfigError(
-                [f"{template.name}: an agenda may not contain a block marker or the opt-out marker"]
+            raise TemplateFailed(
+                _template_name(template),
+                "an agenda may not contain a block marker or the opt-out marker",
             )
 
     def _clean(self, text: str, limit: int) -> str:
@@ -220,8 +226,9 @@ class AgendaRenderer:
         for name in sorted(names):
             locale = name.removeprefix("strings/").removesuffix(".j2").lower().replace("-", "_")
             try:
-                module = self._env.get_template(name).module
-            except TemplateError as exc:
+                with self._env.budget():  # reading the module runs the template's top level
+                    module = self._env.get_template(name).module
+            except Exception as exc:  # any error in an admin template, of any type
                 problems.append(_describe(name, exc))
                 continue
             values = {k: v for k, v in vars(module).items() if not k.startswith("_")}
@@ -230,6 +237,9 @@ class AgendaRenderer:
                 problems.append(f"{name}: missing {', '.join(missing)}")
                 continue
             for table in ("titles", "prompts"):
+                if not isinstance(values[table], Mapping):
+                    problems.append(f"{name}: {table} must be a mapping of slot names")
+                    continue
                 absent = sorted({s.value for s in SlotKind} - set(values[table]))
                 if absent:
                     problems.append(f"{name}: {table} lacks {', '.join(absent)}")
@@ -245,7 +255,7 @@ class AgendaRenderer:
                 name = structure_template_name(kind.value, fmt)
                 try:
                     templates[name] = self._env.get_template(name)
-                except TemplateError as exc:
+                except Exception as exc:  # a syntax error, or a parser gone too deep
                     problems.append(_describe(name, exc))
         return templates
 
@@ -266,9 +276,9 @@ class AgendaRenderer:
                         )  # fmt: skip
                         try:
                             self._render_key(key)
-                        except ConfigError as exc:
+                        except ConfigError as exc:  # TemplateFailed: names the template
                             problems.extend(p for p in exc.problems if p not in problems)
-                        except TemplateError as exc:
+                        except Exception as exc:  # our own code around the templates
                             problem = _describe(structure_template_name(kind.value, fmt), exc)
                             if problem not in problems:
                                 problems.append(problem)
@@ -297,7 +307,32 @@ def _shorten(text: str, limit: int) -> str:
     return cut.rstrip(" ,;:.-–") + "…"
 
 
-def _describe(name: str, exc: TemplateError) -> str:
+def _template_name(template: Template) -> str:
+    """The file an admin edits (its full path), or our template's name."""
+    return template.filename or template.name or "template"
+
+
+def _reason(exc: BaseException, template: Template) -> str:
+    """Why ``template`` failed, one line, with the template line when we know it."""
+    if isinstance(exc, TemplateSyntaxError):
+        return f"line {exc.lineno}: {exc.message}"
+    line = None
+    traceback = exc.__traceback__
+    while traceback is not None:  # Jinja maps template frames to template lines
+        if traceback.tb_frame.f_code.co_filename == template.filename:
+            line = traceback.tb_lineno
+        traceback = traceback.tb_next
+    kind = "over a limit" if isinstance(exc, TemplateLimitExceeded) else type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = f"{kind}: {text[:200]}" if text else kind
+    return f"line {line}: {reason}" if line else reason
+
+
+def _describe(name: str, exc: BaseException) -> str:
     if isinstance(exc, TemplateSyntaxError):
         return f"{exc.filename or name}:{exc.lineno}: {exc.message}"
-    return f"{name}: {exc}"
+    if isinstance(exc, TemplateFailed):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    kind = "over a limit" if isinstance(exc, TemplateLimitExceeded) else type(exc).__name__
+    return f"{name}: {kind}: {text[:200]}" if text else f"{name}: {kind}"

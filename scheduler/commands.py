@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +40,10 @@ EXAMPLE_CONFIG = _example_config()
 
 
 def make_renderer(cfg: AppConfig) -> AgendaRenderer:
-    return AgendaRenderer(cfg.policy.templates, opt_out_marker=cfg.opt_out.marker)
+    """The renderer for ``cfg``; admin templates run with a time limit on this clock."""
+    return AgendaRenderer(
+        cfg.policy.templates, opt_out_marker=cfg.opt_out.marker, clock=time.monotonic
+    )
 
 
 @contextmanager
