@@ -40,6 +40,7 @@ from agendas.errors import (
     ProviderError,
     QuotaExceeded,
     RateLimited,
+    TemplateFailed,
     TransientError,
     UserError,
 )
@@ -107,6 +108,8 @@ def error_kind(exc: BaseException) -> str:
         return NOT_FOUND
     if isinstance(exc, TransientError):
         return NETWORK
+    if isinstance(exc, TemplateFailed):  # a ConfigError, but it shows only at run time
+        return TEMPLATE
     if isinstance(exc, UserError):
         return CONFIG
     if isinstance(exc, ProviderError):
