@@ -186,6 +186,9 @@ def _bounded_range(*args: int) -> range:
     return numbers
 
 
+_bounded_range.__name__ = "range"  # what messages call it
+
+
 def _guard_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         _current().step()

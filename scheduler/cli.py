@@ -56,7 +56,8 @@ def main(verbose: bool) -> None:
 @main.command("check-config")
 @CONFIG_OPTION
 def check_config(config_path: Path) -> None:
-    """Validate the config; exit 0 if valid, 2 with every problem otherwise."""
+    """Check the config and what it names here (folders, credentials, database, teams,
+    templates), without the network; exit 0 if ok, 2 with every problem otherwise."""
     from scheduler.config import check_config as check
 
     problems = check(config_path)
@@ -64,6 +65,8 @@ def check_config(config_path: Path) -> None:
         for problem in problems:
             click.echo(problem, err=True)
         sys.exit(2)
+    for warning in commands.load(config_path).warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{config_path}: ok")
 
 

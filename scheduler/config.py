@@ -20,6 +20,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -872,9 +873,31 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConf
     input no check foresaw still gives a ConfigError (naming the file and the
     kind of failure, never a value, which may be a secret), not a traceback.
     """
+    return load_config_located(path, environ).config
+
+
+@dataclass(frozen=True)
+class LocatedConfig:
+    """A valid config with its file and YAML node tree, to point later checks at lines."""
+
+    config: AppConfig
+    source: Path
+    root: Node
+
+    def problem(self, loc: Loc, message: str) -> tuple[int, str]:
+        """(line, ``FILE:LINE: key.path: message``) for a problem at ``loc``."""
+        line = line_of(self.root, loc)
+        key = format_key_path(loc)
+        where = f"{self.source}:{line}"
+        return line, f"{where}: {key}: {message}" if key else f"{where}: {message}"
+
+
+def load_config_located(path: Path, environ: Mapping[str, str] | None = None) -> LocatedConfig:
+    """:func:`load_config`, keeping the file's node tree for checks that come later."""
     path = Path(path)
     try:
-        return _load_config(path, environ)
+        config, root = _load_config(path, environ)
+        return LocatedConfig(config=config, source=path, root=root)
     except ConfigError:
         raise
     except Exception as exc:  # the last line of defence; the fuzz test keeps it unused
@@ -884,7 +907,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> AppConf
 UNFORESEEN = "this file could not be checked; please report it as a bug"
 
 
-def _load_config(path: Path, environ: Mapping[str, str] | None) -> AppConfig:
+def _load_config(path: Path, environ: Mapping[str, str] | None) -> tuple[AppConfig, Node]:
     source = str(path)
     root, data, problems = _read_yaml(path, os.environ if environ is None else environ)
     if root is None:
@@ -914,13 +937,23 @@ def _load_config(path: Path, environ: Mapping[str, str] | None) -> AppConfig:
         # sorted() is stable, so problems on one line keep the order they were found in.
         ordered = sorted(dict.fromkeys(problems), key=lambda problem: problem[0])
         raise ConfigError([text for _line, text in ordered])
-    return config
+    return config, root
 
 
 def check_config(path: Path, environ: Mapping[str, str] | None = None) -> list[str]:
-    """Every problem in the config file at ``path``; an empty list means it is valid."""
+    """Every problem in the config file at ``path``, and in what it names on this machine.
+
+    An empty list means valid. Beyond :func:`load_config`, this checks
+    folders, files, permissions, teams and templates without the network
+    (:mod:`scheduler.config_checks`).
+    """
+    from scheduler.config_checks import check_located
+
     try:
-        load_config(path, environ)
+        located = load_config_located(path, environ)
     except ConfigError as exc:
         return exc.problems
-    return []
+    try:
+        return check_located(located)
+    except Exception as exc:  # as in load_config: a bug here is a message, not a traceback
+        return [f"{path}: {UNFORESEEN} ({type(exc).__name__})"]

@@ -24,7 +24,8 @@ import traceback
 from pathlib import Path
 
 from agendas.errors import ConfigError
-from scheduler.config import UNFORESEEN, _load_config, check_config
+from scheduler.config import UNFORESEEN, LocatedConfig, _load_config, check_config
+from scheduler.config_checks import check_located
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.yaml"
@@ -148,6 +149,8 @@ _PROBLEM = re.compile(r"^(?P<file>.+?)(?::(?P<line>\d+))?: (?P<message>.+)", re.
 
 def outcome(path: Path, text: str) -> str:
     """Write ``text`` to ``path`` and check it: ``config``, ``problems`` or ``crash: cause``."""
+    # What the seeds name, so that a mutated config can also pass check-config's checks.
+    (path.parent / "examples" / "calendars" / "mona").mkdir(parents=True, exist_ok=True)
     try:
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
     except ValueError:  # pragma: no cover - surrogatepass writes anything
@@ -163,7 +166,8 @@ def outcome(path: Path, text: str) -> str:
         if UNFORESEEN in problem:
             # Caught by the last line of defence: load once more without it, to find where.
             try:
-                _load_config(path, ENVIRON)
+                config, root = _load_config(path, ENVIRON)
+                check_located(LocatedConfig(config=config, source=path, root=root))
             except ConfigError:
                 pass
             except Exception as exc:

@@ -732,7 +732,8 @@ def test_a_password_over_plain_http_elsewhere_is_a_warning(tmp_path: Path) -> No
 
 
 def test_check_config_returns_no_problems_for_a_valid_file(tmp_path: Path) -> None:
-    assert check_config(write(tmp_path, MINIMAL)) == []
+    team = "  teams: [{name: t, manager: mona@example.com, members: [alice@example.com]}]\n"
+    assert check_config(write(tmp_path, MINIMAL + team)) == []
     assert check_config(EXAMPLE) == []
 
 
