@@ -12,8 +12,10 @@ config that ``sync`` then rejects:
   private (no permissions for group or others), and loadable the way the
   providers load them (a service account needs ``subject``);
 * SQLite storage: the database's folder exists and is writable, and an
-  existing database is a writable file (PostgreSQL needs the network: not
-  checked);
+  existing database is a writable SQLite file (PostgreSQL needs the network:
+  not checked);
+* notification channels: apprise can use each ``notify`` URL (parsed only; a
+  message names the channel by its place in the file, never by its URL);
 * teams: a manager is not also listed as a member of the same team; a config
   without teams and without ``org.directory`` gives no 1:1 an agenda;
 * templates: every agenda template (the admin's folder, or ours) compiles and
@@ -51,6 +53,7 @@ def check_located(located: LocatedConfig) -> list[str]:
         *_directory_problems(cfg),
         *_storage_problems(cfg),
         *_team_problems(cfg),
+        *_channel_problems(cfg),
         *_template_problems(cfg),
     ]
     problems = [located.problem(loc, message) for loc, message in found]
@@ -138,7 +141,43 @@ def _storage_problems(cfg: AppConfig) -> list[Problem]:
         return [(where, f"the database {file} is not a file")]
     if kind == "file" and not os.access(file, os.R_OK | os.W_OK):
         return [(where, f"cannot write to the database {file}")]
+    if kind == "file" and not _is_sqlite_database(file):
+        return [(where, f"{file} is not a SQLite database")]
     return []
+
+
+def _is_sqlite_database(file: Path) -> bool:
+    """Open read-only and read the schema: an empty file is a new database too."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True)
+        try:
+            connection.execute("PRAGMA schema_version").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _channel_problems(cfg: AppConfig) -> list[Problem]:
+    from integrations.notify.apprise_notifier import is_usable_channel
+
+    places: list[tuple[Loc, str]] = [
+        (("org", "teams", t, "notify", n), url.get_secret_value())
+        for t, team in enumerate(cfg.org.teams)
+        for n, url in enumerate(team.notify)
+    ] + [
+        (("people", p, "notify", n), url.get_secret_value())
+        for p, person in enumerate(cfg.people)
+        for n, url in enumerate(person.notify)
+    ]
+    return [
+        (loc, "apprise cannot use this URL (check its scheme and parts)")
+        for loc, url in places
+        if not is_usable_channel(url)
+    ]
 
 
 def _team_problems(cfg: AppConfig) -> list[Problem]:

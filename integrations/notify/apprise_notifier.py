@@ -30,6 +30,11 @@ with warnings.catch_warnings():
     N_MGR.load_modules()  # type: ignore[no-untyped-call]
 
 
+def is_usable_channel(channel_url: str) -> bool:
+    """True when apprise can send to ``channel_url`` (parsed only: no network)."""
+    return bool(apprise.Apprise().add(channel_url))
+
+
 class AppriseNotifier:
     """A :class:`~integrations.notify.base.Notifier` backed by apprise."""
 

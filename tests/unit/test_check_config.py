@@ -239,3 +239,26 @@ def test_check_config_exits_2_and_prints_each_problem(tmp_path: Path) -> None:
     assert result.output == (
         f"{path}:4: calendars[0].path: folder not found: {tmp_path / 'missing'}\n"
     )
+
+
+def test_a_storage_file_that_is_not_a_database(tmp_path: Path) -> None:
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "notes.txt").write_text("not a database, but a longer text " * 10)
+    path = config(tmp_path, VDIR.format(path="cal"), top="storage:\n  url: sqlite:///notes.txt\n")
+    assert check_config(path) == [
+        f"{path}:2: storage.url: {tmp_path / 'notes.txt'} is not a SQLite database"
+    ]
+
+
+def test_a_notify_url_apprise_cannot_use_is_named_by_its_place_not_its_secret(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "cal").mkdir()
+    people = (
+        "people:\n  - email: alice@example.com\n"
+        "    notify: ['json://127.0.0.1:9/ok', 'nosuchscheme://user:SECRET@host/']\n"
+    )
+    path = config(tmp_path, VDIR.format(path="cal"), top=people)
+    assert check_config(path) == [
+        f"{path}:3: people[0].notify[1]: apprise cannot use this URL (check its scheme and parts)"
+    ]
