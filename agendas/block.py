@@ -12,21 +12,37 @@ spelled differently, CRLF line ends, ``&nbsp;`` and other entities, lines
 wrapped in ``<div>``/``<p>``/``<span>``. A marker counts only when it stands
 on a line of its own, so a user quoting it in a sentence is not a block.
 
-Edits are detected with :func:`block_hash`, which hashes the *normalised*
-words of a block (tags stripped, entities unescaped, whitespace collapsed,
-list bullets dropped). A provider normalising our HTML is therefore not an
-edit, while a changed word is.
+Edits are detected with :func:`block_hash`, which covers everything a user
+can add inside a block: words, lines (a bullet-only line too), list items,
+formatting (bold, italics, headings, rules), links with their targets,
+images and HTML comments. Only what providers change on their own is
+ignored: whitespace, entities, how a line break is spelled, wrapper tags
+(``div``, ``p``, ``span``, ``font``) and the bullet character. The hash has
+two parts: the *rich* form (with formatting) and the *plain* form (the
+lines). A block with no formatting left is compared by its plain form, so a
+provider turning our HTML into plain text is not an edit; a block with any
+formatting is compared by its rich form, so formatting a user adds is one.
+
+A block is ours only when it matches a hash we wrote to that event (the
+caller passes those it knows: the event's hash property, our record of the
+event, our record of its series). With none, the block is the user's, even
+when it reads exactly like our template: a pasted copy is never ours.
 
 The rules (invariants I1 and I3):
 
 * text outside the block is kept byte for byte; insert-then-remove gives the
   original description back exactly;
-* a block whose hash differs from the hash we wrote is the user's: never
+* a block that matches none of the hashes we wrote is the user's: never
   overwritten, never removed (``LEFT_EDITED``);
 * a broken block (a start marker without its end, or the reverse) counts as
   edited;
 * at most one block: extra copies that are still ours are removed, edited
   copies are left alone.
+
+Everything here runs in time linear in the description's length, whatever
+it holds (issue 11): patterns are possessive and tried once per dash run or
+tag, so no character is scanned more than a fixed number of times
+(``bench/block.py`` measures it).
 """
 
 from __future__ import annotations
@@ -34,6 +50,7 @@ from __future__ import annotations
 import hashlib
 import html
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -103,17 +120,19 @@ def max_body_chars(fmt: TextFormat) -> int:
 
 # --- finding markers -------------------------------------------------------
 
-_DASH = r"(?:─|&#9472;|&#x0*2500;|&boxh;)"
+_DASH = r"(?:─|&#9472;|&#x0*+2500;|&boxh;)"
 # Inside a marker line: spaces, non-breaking spaces and inline tags only, so
 # a marker never spans two lines.
 _GAP = (
-    r"(?:[ \t\u00a0\u202f]|&nbsp;|&#160;|&#x0*a0;"
-    r"|</?(?:b|i|u|span|font|strong|em)\b[^<>]*>)"
+    r"(?:[ \t\u00a0\u202f]|&nbsp;|&#160;|&#x0*+a0;"
+    r"|</?(?:b|i|u|span|font|strong|em)\b[^<>]*+>)"
 )
 
 
 def _marker_pattern(*words: str) -> str:
-    return rf"{_DASH}+{_GAP}*{(_GAP + '+').join(words)}{_GAP}*{_DASH}+"
+    # Possessive quantifiers only: a failed attempt never backtracks, so one
+    # attempt costs the length it read, and each dash run gets one attempt.
+    return rf"{_DASH}++{_GAP}*+{(_GAP + '++').join(words)}{_GAP}*+{_DASH}++"
 
 
 _MARKER_RE = re.compile(
@@ -167,34 +186,50 @@ class _Marker:
 
 
 # Where a marker can begin: a dash, spelled as itself or as an entity. The
-# scan jumps between these instead of trying the full pattern everywhere.
+# scan jumps from one run of dashes to the next and tries the marker pattern
+# once at the start of each run: a marker that starts inside a run would
+# also match from the run's start, and the pattern never backtracks.
 _DASH_RE = re.compile(_DASH, re.IGNORECASE)
+_DASH_RUN_RE = re.compile(rf"{_DASH}++", re.IGNORECASE)
 
 
-def _find_markers(text: str) -> list[_Marker]:
+def _marker_matches(text: str) -> Iterator[re.Match[str]]:
+    """Every marker-like text, on its own line or not, left to right, without overlaps.
+
+    Linear in ``len(text)``: each dash run is read by one run match and one
+    marker attempt, and the scan only moves forward.
+    """
     has_entities = "&" in text
     if not has_entities and "─" not in text:  # fast path: most descriptions
-        return []
-    found: list[_Marker] = []
+        return
     pos = 0
-    while True:
+    size = len(text)
+    while pos < size:
         if has_entities:
             dash = _DASH_RE.search(text, pos)
             if dash is None:
-                break
-            begin, after = dash.start(), dash.end()
+                return
+            begin = dash.start()
         else:
             begin = text.find("─", pos)
             if begin < 0:
-                break
-            after = begin + 1
+                return
+        run = _DASH_RUN_RE.match(text, begin)
+        assert run is not None
         match = _MARKER_RE.match(text, begin)
-        if match and _starts_line(text, begin) and _ends_line(text, match.end()):
-            found.append(_Marker(match.lastgroup == "start", begin, match.end()))
+        if match:
+            yield match
             pos = match.end()
         else:
-            # Not a marker on a line of its own; a real one may start further on.
-            pos = after
+            pos = run.end()
+
+
+def _find_markers(text: str) -> list[_Marker]:
+    found: list[_Marker] = []
+    for match in _marker_matches(text):
+        begin, end = match.span()
+        if _starts_line(text, begin) and _ends_line(text, end):
+            found.append(_Marker(match.lastgroup == "start", begin, end))
     return found
 
 
@@ -210,7 +245,13 @@ def strip_markers(text: str) -> str:
     ever contains a second marker. Marker text is removed wherever it stands,
     on its own line or not.
     """
-    return _MARKER_RE.sub("", text)
+    pieces: list[str] = []
+    pos = 0
+    for match in _marker_matches(text):
+        pieces.append(text[pos : match.start()])
+        pos = match.end()
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,23 +279,113 @@ def _parse(text: str) -> tuple[list[_Block], bool]:
     return blocks, broken or open_start is not None
 
 
-# --- normalising a block's content -----------------------------------------
+# --- reading a block's content ---------------------------------------------
+#
+# One forward pass turns the content into lines of words. Tags become line
+# breaks (br), soft breaks (block tags: a run of them is one line end),
+# nothing (wrappers providers add) or tokens of the rich form (formatting,
+# links, images, comments). Entities are decoded in the text between tags
+# only, so "&lt;b&gt;" stays text. The plain form is the rich form without
+# its tokens.
 
-_KNOWN_TAGS = (
-    "a|abbr|b|big|blockquote|body|br|center|code|del|div|em|font|h[1-6]|head|hr|html"
-    "|html-blob|i|img|ins|li|mark|ol|p|pre|s|small|span|strike|strong|sub|sup|table"
-    "|tbody|td|th|thead|tr|u|ul|wbr"
+_TAG_RE = re.compile(r"<!--|<(/?)([a-zA-Z][a-zA-Z0-9-]*+)(?![a-zA-Z0-9-])([^<>]*+)>")
+_COMMENT_END_RE = re.compile("-->")
+_LINE_BREAK_TAGS = frozenset({"br"})
+_BLOCK_TAGS = frozenset({"div", "p", "ul", "li"})
+# Wrappers and cells a provider adds or removes; they carry nothing a user wrote.
+_TRANSPARENT_TAGS = frozenset(
+    {"span", "font", "html", "head", "body", "html-blob", "tbody", "thead", "wbr", "center"}
 )
-_ITEM_TAG = re.compile(r"<li\b[^<>]*>", re.IGNORECASE)
-_LINE_BREAK_TAG = re.compile(r"<br\b[^<>]*>", re.IGNORECASE)
-# Block-level tags end a line but do not add an empty one: "</li><li>" is one break.
-_BLOCK_TAG = re.compile(
-    r"</?(?:div|p|ul|ol|li|tr|h[1-6]|blockquote|pre|table|hr)\b[^<>]*>", re.IGNORECASE
+# Formatting: a token in the rich form. Some also end a line.
+_SAME_FORMAT = {"strong": "b", "em": "i", "strike": "s"}
+_FORMAT_TAGS = frozenset(
+    {"b", "i", "u", "s", "del", "ins", "code", "mark", "sub", "sup", "big", "small", "abbr"}
+    | set(_SAME_FORMAT)
 )
-_OTHER_TAG = re.compile(rf"<!--.*?-->|</?(?:{_KNOWN_TAGS})\b[^<>]*>", re.IGNORECASE | re.DOTALL)
+_FORMAT_BLOCK_TAGS = frozenset(
+    {"ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "tr", "td", "th", "hr"}
+)
+_ATTRIBUTE_TAGS = {"a": ("href",), "img": ("src", "alt")}
+_ATTRIBUTE_RE = {
+    name: re.compile(rf"""(?<![a-zA-Z0-9_-]){name}\s*+=\s*+("[^"]*+"|'[^']*+'|[^\s"'>]++)""", re.I)
+    for name in ("href", "src", "alt")
+}
+_TOKEN = "\x00"
 _SOFT_BREAK = "\x1e"
-_BULLET = re.compile(r"^[•*·◦▪–—-](?:\s+|$)")
 _BULLET_TOKENS = frozenset("-*•·◦▪–—")
+
+
+def _attribute(attrs: str, name: str) -> str:
+    match = _ATTRIBUTE_RE[name].search(attrs)
+    if match is None:
+        return ""
+    value = match.group(1).strip("'\"")
+    return "".join(html.unescape(value).split())
+
+
+def _tag_token(closing: str, name: str, attrs: str) -> str:
+    """The rich form's token for a formatting tag, e.g. ``b``, ``/b``, ``a=https://x``."""
+    name = _SAME_FORMAT.get(name, name)
+    if closing or name not in _ATTRIBUTE_TAGS:
+        return f" {_TOKEN}{closing}{name} "
+    values = "|".join(_attribute(attrs, key) for key in _ATTRIBUTE_TAGS[name])
+    return f" {_TOKEN}{name}={values} "
+
+
+def _decode(text: str) -> str:
+    if _TOKEN in text:  # our token mark never comes from the user's text
+        text = text.replace(_TOKEN, "\ufffd")
+    return html.unescape(text) if "&" in text else text
+
+
+def _tokenise(raw: str) -> str:
+    """The content with tags turned into line ends, soft breaks and rich tokens.
+
+    Linear: the tag pattern is possessive and the scan only moves forward;
+    a comment's end is searched once, from where the last search ended (an
+    unclosed ``<!--`` and everything after it is text).
+    """
+    raw = raw.replace(_SOFT_BREAK, " ")
+    if "<" not in raw:
+        return _decode(raw)
+    out: list[str] = []
+    pos = 0
+    comment_end = 0  # where the next "-->" is, or -1 when there is none
+    while True:
+        tag = _TAG_RE.search(raw, pos)
+        if tag is None:
+            break
+        out.append(_decode(raw[pos : tag.start()]))
+        pos = tag.end()
+        closing, name, attrs = tag.groups()
+        if name is None:  # "<!--"
+            if 0 <= comment_end < pos:
+                close = _COMMENT_END_RE.search(raw, pos)
+                comment_end = close.start() if close else -1
+            if comment_end < 0:
+                out.append(raw[tag.start() : pos])
+                continue
+            words = " ".join(raw[pos:comment_end].split())
+            out.append(f" {_TOKEN}!--{words.replace(' ', _TOKEN)} ")
+            pos = comment_end + 3  # len("-->")
+            continue
+        name = name.lower()
+        if name in _LINE_BREAK_TAGS:
+            out.append("\n")
+        elif name in _BLOCK_TAGS:
+            out.append(_SOFT_BREAK)
+            if name == "li" and not closing:
+                out.append("- ")
+        elif name in _TRANSPARENT_TAGS:
+            continue
+        elif name in _FORMAT_TAGS or name in _ATTRIBUTE_TAGS:
+            out.append(_tag_token(closing, name, attrs))
+        elif name in _FORMAT_BLOCK_TAGS:
+            out.append(_SOFT_BREAK + _tag_token(closing, name, attrs) + _SOFT_BREAK)
+        else:  # not HTML we know: the user's text, as it stands
+            out.append(_decode(tag.group(0)))
+    out.append(_decode(raw[pos:]))
+    return _soft_breaks_to_lines("".join(out))
 
 
 def _soft_breaks_to_lines(text: str) -> str:
@@ -271,43 +402,107 @@ def _soft_breaks_to_lines(text: str) -> str:
     return "".join(out)
 
 
+def _tidy_lines(lines: Iterable[list[str]]) -> str:
+    """Lines of words joined; runs of empty lines made one, none at either end."""
+    out: list[str] = []
+    for words in lines:
+        if not words:
+            if out and out[-1]:
+                out.append("")
+            continue
+        out.append(" ".join(words))
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A block's content in its two forms; ``rich`` equals ``plain`` when unformatted."""
+
+    rich: str
+    plain: str
+
+    @property
+    def formatted(self) -> bool:
+        return self.rich != self.plain
+
+
 @lru_cache(maxsize=4096)
-def _readable(raw: str) -> str:
-    """Block content as plain lines: tags gone, entities decoded, spaces collapsed."""
-    text = raw.replace(_SOFT_BREAK, " ")
-    text = html.unescape(text) if "&" in text else text
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if "<" in text:
-        text = _ITEM_TAG.sub(f"{_SOFT_BREAK}- ", text)
-        text = _LINE_BREAK_TAG.sub("\n", text)
-        text = _BLOCK_TAG.sub(_SOFT_BREAK, text)
-        text = _OTHER_TAG.sub("", text)
-        text = _soft_breaks_to_lines(text)
-    lines: list[str] = []
+def _read(raw: str) -> _Reading:
+    text = _tokenise(raw).replace("\r\n", "\n").replace("\r", "\n")
+    rich_lines: list[list[str]] = []
+    plain_lines: list[list[str]] = []
     for line in text.split("\n"):
         words = line.split()
-        if not words:
-            if lines and lines[-1]:
-                lines.append("")
-            continue
-        tidy = " ".join(words)
-        lines.append(_BULLET.sub("- ", tidy, count=1))
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines)
+        plain = [w for w in words if not w.startswith(_TOKEN)]
+        if plain and plain[0] in _BULLET_TOKENS:
+            first = words.index(plain[0])
+            words[first] = plain[0] = "-"
+        rich_lines.append(words)
+        plain_lines.append(plain)
+    return _Reading(_tidy_lines(rich_lines), _tidy_lines(plain_lines))
+
+
+def _readable(raw: str) -> str:
+    """Block content as plain lines: tags gone, entities decoded, spaces collapsed."""
+    return _read(raw).plain
+
+
+_HASH_PREFIX = "b2-"
+_HALF = 32  # hex digits of each form's SHA-256 in the hash
+
+
+def _digest(text: str) -> str:
+    # Empty lines do not count: providers add and drop them (a list's end, a
+    # paragraph), and an empty line carries nothing a user wrote.
+    lines = "\n".join(line for line in text.split("\n") if line)
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()[:_HALF]
 
 
 @lru_cache(maxsize=4096)
 def block_hash(body: str) -> str:
-    """Hash of a block's normalised words (hex SHA-256).
+    """The hash we store for a block body we write: ``b2-`` + rich digest + plain digest.
 
-    Tags are stripped, entities unescaped, whitespace collapsed and list
-    bullets dropped first, so the text and HTML renderings of one plan, and
-    a provider's reformatting of either, hash the same; any changed word
-    does not.
+    The rich form keeps formatting, links (with their targets), images and
+    comments as tokens; the plain form is its lines alone. Both keep every
+    word, every line (bullet-only ones too) and every list item.
     """
-    words = [w for w in _readable(body).split() if w not in _BULLET_TOKENS]
-    return hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest()
+    reading = _read(body)
+    return f"{_HASH_PREFIX}{_digest(reading.rich)}{_digest(reading.plain)}"
+
+
+# The hash of releases before "b2-": SHA-256 of the words alone. It cannot
+# see links, images, comments, formatting or bullet-only lines, so a block
+# is taken as ours by it only when it holds none of those.
+_LEGACY_HASH = re.compile(r"[0-9a-f]{64}")
+_LEGACY_TOKENS = frozenset({f"{_TOKEN}b", f"{_TOKEN}/b", f"{_TOKEN}i", f"{_TOKEN}/i"})
+
+
+def _legacy_match(reading: _Reading, known: str) -> bool:
+    words = [w for w in reading.plain.split() if w not in _BULLET_TOKENS]
+    if hashlib.sha256(" ".join(words).encode("utf-8")).hexdigest() != known:
+        return False
+    tokens = {w for w in reading.rich.split() if w.startswith(_TOKEN)}
+    bullet_only = any(line == "-" for line in reading.plain.split("\n"))
+    return tokens <= _LEGACY_TOKENS and not bullet_only
+
+
+def _matches(reading: _Reading, known: str) -> bool:
+    """True when content read as ``reading`` is a block that hashed to ``known``."""
+    if known.startswith(_HASH_PREFIX) and len(known) == len(_HASH_PREFIX) + 2 * _HALF:
+        rich, plain = known[len(_HASH_PREFIX) :][:_HALF], known[len(_HASH_PREFIX) + _HALF :]
+        if reading.formatted:
+            return _digest(reading.rich) == rich
+        return _digest(reading.plain) == plain
+    if _LEGACY_HASH.fullmatch(known):
+        return _legacy_match(reading, known)
+    return False
+
+
+def block_matches(content: str, known: str) -> bool:
+    """True when ``content`` (a block body, any rendering) is the block hashed to ``known``."""
+    return _matches(_read(content), known)
 
 
 # --- reading ---------------------------------------------------------------
@@ -419,25 +614,46 @@ def _removal_span(text: str, block: _Block, fmt: TextFormat) -> tuple[int, int]:
 
 
 def _cut(text: str, spans: list[tuple[int, int]]) -> str:
-    for begin, end in sorted(spans, reverse=True):
-        text = text[:begin] + text[end:]
-    return text
+    """``text`` without ``spans`` (disjoint), in one pass however many there are."""
+    pieces: list[str] = []
+    pos = 0
+    for begin, end in sorted(spans):
+        pieces.append(text[pos:begin])
+        pos = max(pos, end)
+    pieces.append(text[pos:])
+    return "".join(pieces)
+
+
+KnownHashes = str | Sequence[str] | None
+
+
+def known_hashes(*sources: KnownHashes) -> tuple[str, ...]:
+    """The hashes from ``sources`` (each one, several or None), in order, once each."""
+    found: list[str] = []
+    for source in sources:
+        if source is None:
+            continue
+        found += [source] if isinstance(source, str) else list(source)
+    return tuple(dict.fromkeys(k for k in found if k))
 
 
 def merge_block(
-    description: str, fmt: TextFormat, body: str | None, known_hash: str | None
+    description: str, fmt: TextFormat, body: str | None, known_hash: KnownHashes
 ) -> MergeResult:
     """Put ``body`` into the description's block, or take the block out (``body=None``).
 
     ``fmt`` is the description's format and the format ``body`` was rendered
-    in. ``known_hash`` is the hash of the block we last wrote (``None`` if we
-    do not know). A block that no longer hashes to ``known_hash`` was edited
-    by someone and is left exactly as it is. With no ``known_hash``, an
-    existing block is ours only if it already says what we would write.
+    in. ``known_hash`` is the hash of the block we last wrote to this event,
+    or several (the event's hash property, our record of the event, our
+    record of its series), or ``None`` when we never wrote one. A block that
+    matches none of them is the user's and is left exactly as it is, even
+    when it reads exactly like what we would write.
     """
+    knowns = known_hashes(known_hash)
+    primary = knowns[0] if knowns else None
     blocks, broken = _parse(description)
     if broken:
-        return MergeResult(MergeOutcome.LEFT_EDITED, description, known_hash)
+        return MergeResult(MergeOutcome.LEFT_EDITED, description, primary)
     if not blocks:
         if body is None:
             return MergeResult(MergeOutcome.UNCHANGED, description, None)
@@ -445,27 +661,27 @@ def merge_block(
         merged = f"{description}{_SEPARATOR[fmt]}{marked}" if description else marked
         return MergeResult(MergeOutcome.INSERTED, merged, block_hash(body))
 
+    def ours(block: _Block) -> bool:
+        reading = _read(description[block.content_begin : block.content_end])
+        return any(_matches(reading, known) for known in knowns)
+
     first = blocks[0]
-    current = block_hash(description[first.content_begin : first.content_end])
-    new = None if body is None else block_hash(body)
-    ours = current == known_hash if known_hash is not None else current == new
-    if not ours:
-        return MergeResult(MergeOutcome.LEFT_EDITED, description, known_hash)
+    if not ours(first):
+        return MergeResult(MergeOutcome.LEFT_EDITED, description, primary)
 
     # I1: copies of our unedited block go; a copy someone edited stays.
-    copies = [
-        _removal_span(description, block, fmt)
-        for block in blocks[1:]
-        if block_hash(description[block.content_begin : block.content_end]) == current
-    ]
+    copies = [_removal_span(description, block, fmt) for block in blocks[1:] if ours(block)]
     if body is None:
         merged = _cut(description, [*copies, _removal_span(description, first, fmt)])
         return MergeResult(MergeOutcome.REMOVED, merged, None)
-    if new == current:
+    new = block_hash(body)
+    if block_matches(description[first.content_begin : first.content_end], new):
         if not copies:
-            return MergeResult(MergeOutcome.UNCHANGED, description, current)
-        return MergeResult(MergeOutcome.UPDATED, _cut(description, copies), current)
+            return MergeResult(MergeOutcome.UNCHANGED, description, new)
+        return MergeResult(MergeOutcome.UPDATED, _cut(description, copies), new)
     # Only the marker-to-marker span changes; wrappers and separators stay.
-    without_copies = _cut(description, copies)
-    merged = without_copies[: first.begin] + _marked(body, fmt) + without_copies[first.end :]
+    merged = _cut(description, copies)
+    shift = sum(end - begin for begin, end in copies if end <= first.begin)
+    begin, end = first.begin - shift, first.end - shift
+    merged = merged[:begin] + _marked(body, fmt) + merged[end:]
     return MergeResult(MergeOutcome.UPDATED, merged, new)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 
-from agendas.block import MergeOutcome, has_block, merge_block
+from agendas.block import KnownHashes, MergeOutcome, has_block, known_hashes, merge_block
 from agendas.classify import (
     Classification,
     MeetingKind,
@@ -85,15 +85,16 @@ def decide(
     rules: Rules,
     now: datetime,
     renderer: AgendaRenderer,
-    known_hash: str | None = None,
+    known_hash: KnownHashes = None,
 ) -> Decision:
     """Decide what ``meeting`` should look like at ``now``.
 
-    ``known_hash`` is the hash of the block we wrote last time (the caller's
-    record); ``meeting.stored_hash`` is used when it is None. Without either,
-    an existing block counts as edited unless it already equals ours.
+    ``known_hash`` is the hash of the block we wrote last time, or several
+    (our record of the event, our record of its series);
+    ``meeting.stored_hash`` counts too. A block matching none of them is
+    the user's, even when it reads exactly like ours.
     """
-    known = known_hash or meeting.stored_hash
+    known = known_hashes(known_hash, meeting.stored_hash)
     classification = classify_meeting(meeting, rules)
     if classification.kind is MeetingKind.SKIP:
         assert classification.reason is not None
@@ -124,13 +125,16 @@ def decide(
         action=action,
         reason=None,
         description=merged.description if action in _WRITES else None,
-        block_hash=known if action is ActionKind.LEFT_EDITED else merged.block_hash,
+        block_hash=merged.block_hash,
         revisit_at=_revisit_at(meeting, plan, rules, end),
     )
 
 
 def _decide_skip(
-    meeting: Meeting, classification: Classification, reason: SkipReason, known: str | None
+    meeting: Meeting,
+    classification: Classification,
+    reason: SkipReason,
+    known: tuple[str, ...],
 ) -> Decision:
     if reason.write_forbidden:
         return _leave_alone(meeting, classification, known)
@@ -138,7 +142,7 @@ def _decide_skip(
     if merged.outcome is MergeOutcome.REMOVED:
         action, description, block_hash = ActionKind.REMOVED, merged.description, None
     elif merged.outcome is MergeOutcome.LEFT_EDITED:
-        action, description, block_hash = ActionKind.LEFT_EDITED, None, known
+        action, description, block_hash = ActionKind.LEFT_EDITED, None, merged.block_hash
     else:
         action, description, block_hash = ActionKind.SKIPPED, None, None
     return Decision(
@@ -156,7 +160,7 @@ def _decide_skip(
 def _leave_alone(
     meeting: Meeting,
     classification: Classification,
-    known: str | None,
+    known: tuple[str, ...],
     reason: SkipReason | None = None,
     revisit_at: datetime | None = None,
 ) -> Decision:
@@ -169,7 +173,7 @@ def _leave_alone(
         action=ActionKind.SKIPPED,
         reason=code.value if code else None,
         description=None,
-        block_hash=known if has_block(meeting.description) else None,
+        block_hash=known[0] if known and has_block(meeting.description) else None,
         revisit_at=revisit_at,
     )
 

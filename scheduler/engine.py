@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, time
 from enum import Enum
 from typing import Any
 
-from agendas.block import merge_block
+from agendas.block import known_hashes, merge_block
 from agendas.decide import ActionKind, Decision, decide
 from agendas.errors import CursorExpired, PreconditionFailed, ProviderError
 from agendas.model import DescriptionWrite, EventRef, Meeting, WriteOutcome
@@ -376,7 +376,7 @@ def _run(
     decisions: dict[EventRef, Decision] = {}
     for ref, meeting in sorted(meetings.items()):
         try:
-            decisions[ref] = _decide(meeting, rules, now, renderer, records.get(ref))
+            decisions[ref] = _decide(meeting, rules, now, renderer, records)
         except Exception as exc:  # one event's bad data or template must not stop the others
             _event_failed(report, ref, exc)
     outcomes: dict[EventRef, str] = {}
@@ -500,15 +500,28 @@ def _recorded_hash(
     return decision.block_hash
 
 
+def _known_hashes(meeting: Meeting, records: dict[EventRef, EventRecord]) -> tuple[str, ...]:
+    """The hashes of blocks we wrote to this event: its hash property, our record of it,
+    and for one occurrence our record of its series (whose block a client may
+    have copied into the occurrence without the hash property)."""
+    ref = meeting.ref
+    record = records.get(ref)
+    series = records.get(EventRef(ref.calendar, ref.event_id)) if ref.recurrence_id else None
+    return known_hashes(
+        meeting.stored_hash,
+        record.block_hash if record else None,
+        series.block_hash if series else None,
+    )
+
+
 def _decide(
     meeting: Meeting,
     rules: Rules,
     now: datetime,
     renderer: AgendaRenderer,
-    record: EventRecord | None,
+    records: dict[EventRef, EventRecord],
 ) -> Decision:
-    known = meeting.stored_hash or (record.block_hash if record else None)
-    return decide(meeting, rules, now, renderer, known_hash=known)
+    return decide(meeting, rules, now, renderer, known_hash=_known_hashes(meeting, records))
 
 
 def _write_with_retries(
@@ -564,7 +577,7 @@ def _write_with_retries(
             if fresh is None:
                 outcomes[ref] = "deleted"
                 continue
-            redo = _decide(fresh, rules, now, renderer, records.get(ref))
+            redo = _decide(fresh, rules, now, renderer, records)
             decisions[ref] = redo
             if redo.needs_write:
                 to_write.append(redo)
@@ -639,7 +652,7 @@ def revert_calendar(
         meeting = provider.get(ref)
         if meeting is None:
             continue
-        known = meeting.stored_hash or records[ref].block_hash
+        known = _known_hashes(meeting, records)
         merged = merge_block(meeting.description, meeting.description_format, None, known)
         if merged.outcome.value == "left_edited":
             result.left_edited.append(ref)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import re
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from agendas.block import (
     START_MARKER,
     MergeOutcome,
     block_hash,
+    block_matches,
     count_filled_praise,
     has_block,
     merge_block,
@@ -139,11 +141,28 @@ def test_an_edited_block_is_never_overwritten_nor_removed() -> None:
         assert result.block_hash == known
 
 
-def test_without_a_known_hash_a_block_is_ours_only_if_it_already_says_the_same() -> None:
+@pytest.mark.parametrize("fmt", [TEXT, HTML])
+def test_a_pasted_copy_of_our_template_is_the_users(fmt: TextFormat) -> None:
+    # Word for word what we would write, but we never wrote it to this event.
+    body, other, _ = BODIES[fmt]
+    description = insert("x", fmt, body)
+    for new in (body, other, None):
+        result = merge_block(description, fmt, new, None)
+        assert (result.outcome, result.description) == (MergeOutcome.LEFT_EDITED, description)
+    # The hash of another rendering is not this one's either.
+    result = merge_block(description, fmt, None, block_hash(other))
+    assert result.outcome is MergeOutcome.LEFT_EDITED
+
+
+def test_any_of_several_known_hashes_makes_the_block_ours() -> None:
+    # The event's hash property, our record of it, our record of its series.
     description = insert("x", TEXT, BODY_TEXT)
-    assert merge_block(description, TEXT, BODY_TEXT, None).outcome is MergeOutcome.UNCHANGED
-    assert merge_block(description, TEXT, OTHER_TEXT, None).outcome is MergeOutcome.LEFT_EDITED
-    assert merge_block(description, TEXT, None, None).outcome is MergeOutcome.LEFT_EDITED
+    knowns = [block_hash(OTHER_TEXT), block_hash(BODY_TEXT)]
+    removed = merge_block(description, TEXT, None, knowns)
+    assert (removed.outcome, removed.description) == (MergeOutcome.REMOVED, "x")
+    edited = description.replace("Impact: ___", "Impact: late")
+    kept = merge_block(edited, TEXT, None, knowns)
+    assert (kept.outcome, kept.block_hash) == (MergeOutcome.LEFT_EDITED, knowns[0])
 
 
 @pytest.mark.parametrize("cut", [END_MARKER, START_MARKER])
@@ -163,6 +182,80 @@ def test_a_marker_quoted_inside_a_sentence_is_not_a_block() -> None:
     assert merge_block(result.description, TEXT, None, block_hash(BODY_TEXT)).description == (
         description
     )
+
+
+# Everything a user can add inside the block (issue 9 item 4), as
+# (format, what the block reads before the edit, what it reads after).
+USER_ADDITIONS = {
+    "a word": (TEXT, "Impact: ___", "Impact: ___ late"),
+    "a bullet-only line": (TEXT, "- Impact: ___", "- Impact: ___\n-"),
+    "a bullet-only line in html": (HTML, "<li>Impact: ___</li>", "<li>Impact: ___</li><li></li>"),
+    "a list item": (HTML, "<li>Impact: ___</li>", "<li>Impact: ___</li><li>-</li>"),
+    "an html comment": (HTML, "<li>Impact: ___</li>", "<li>Impact: ___<!-- Kim: ask HR --></li>"),
+    "an image": (HTML, "<li>Impact: ___</li>", '<li>Impact: ___<img src="cid:chart"></li>'),
+    "a link": (
+        HTML, "<li>Impact: ___</li>", '<li>Impact: <a href="https://x.example/a">___</a></li>',
+    ),
+    "bold": (HTML, "<li>Impact: ___</li>", "<li><b>Impact</b>: ___</li>"),
+    "underline": (HTML, "<li>Impact: ___</li>", "<li><u>Impact: ___</u></li>"),
+    "a numbered list": (HTML, "</ul><br><i>", "</ol><br><i>"),
+    "a rule": (HTML, "<br><i>", "<hr><i>"),
+    "a heading": (HTML, "<b>This you", "<h3>This you"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(USER_ADDITIONS))
+def test_whatever_a_user_adds_inside_the_block_makes_it_theirs(case: str) -> None:
+    fmt, before, after = USER_ADDITIONS[case]
+    body = BODIES[fmt][0]
+    description = insert("x", fmt, body)
+    assert before in description
+    edited = description.replace(before, after, 1)
+    for new in (BODIES[fmt][1], None):
+        result = merge_block(edited, fmt, new, block_hash(body))
+        assert (result.outcome, result.description) == (MergeOutcome.LEFT_EDITED, edited)
+
+
+def test_a_links_target_is_part_of_the_block() -> None:
+    linked = BODY_HTML.replace("Ship v2 &amp; onboarding", '<a href="https://a.example/">v2</a>')
+    description = insert("x", HTML, linked)
+    retargeted = description.replace("https://a.example/", "https://b.example/")
+    result = merge_block(retargeted, HTML, None, block_hash(linked))
+    assert result.outcome is MergeOutcome.LEFT_EDITED
+    # A provider spelling the same link differently is not an edit.
+    respelled = description.replace(
+        '<a href="https://a.example/">', "<A HREF='https://a.example/'>"
+    )
+    assert merge_block(respelled, HTML, None, block_hash(linked)).outcome is MergeOutcome.REMOVED
+
+
+def test_a_block_without_formatting_left_is_compared_by_its_lines() -> None:
+    # A provider turning our HTML into plain text drops bold and italics: ours.
+    description = html_to_text(insert("x", HTML, BODY_HTML))
+    assert merge_block(description, TEXT, None, block_hash(BODY_HTML)).outcome is (
+        MergeOutcome.REMOVED
+    )
+    # The same with one more line is an edit.
+    edited = description.replace("Impact: ___", "Impact: ___\nAsk Kim", 1)
+    assert merge_block(edited, TEXT, None, block_hash(BODY_HTML)).outcome is (
+        MergeOutcome.LEFT_EDITED
+    )
+
+
+def test_a_hash_from_before_b2_still_recognises_a_plain_unedited_block() -> None:
+    import hashlib
+
+    words = " ".join(w for w in read_block(insert("", TEXT, BODY_TEXT)).split() if w != "-")
+    legacy = hashlib.sha256(words.encode()).hexdigest()
+    for fmt in (TEXT, HTML):
+        description = insert("x", fmt, BODIES[fmt][0])
+        result = merge_block(description, fmt, BODIES[fmt][1], legacy)
+        assert result.outcome is MergeOutcome.UPDATED
+        assert result.block_hash == block_hash(BODIES[fmt][1])
+    # What the old hash could not see keeps the block the user's.
+    commented = insert("x", HTML, BODY_HTML).replace("</ul>", "<!-- mine --></ul>", 1)
+    assert merge_block(commented, HTML, None, legacy).outcome is MergeOutcome.LEFT_EDITED
+    assert merge_block(commented, HTML, None, "not-a-hash").outcome is MergeOutcome.LEFT_EDITED
 
 
 # --- I1: duplicates ----------------------------------------------------------
@@ -197,8 +290,10 @@ def test_copies_go_with_the_block_on_removal() -> None:
 # --- hashing and reading -----------------------------------------------------
 
 
-def test_hash_ignores_formatting_but_not_words() -> None:
-    assert block_hash(BODY_TEXT) == block_hash(BODY_HTML)
+def test_hash_ignores_what_providers_change_but_not_words() -> None:
+    assert block_matches(BODY_TEXT, block_hash(BODY_HTML))
+    # Bold and italics where we wrote none are someone's formatting.
+    assert not block_matches(BODY_HTML, block_hash(BODY_TEXT))
     assert block_hash("a\r\n\r\n- b") == block_hash("<div>a</div><ul><li>b</li></ul>")
     assert block_hash("a b") == block_hash("a&nbsp; <span>b</span>")
     assert block_hash("a b") != block_hash("a c")
@@ -315,7 +410,7 @@ def test_the_block_survives_calendar_app_conversions(fmt: TextFormat, index: int
     known = block_hash(body)
     converted = convert(insert("Agenda: roadmap & hiring", fmt, body))
     assert has_block(converted)
-    assert block_hash(read_block(converted) or "") == known
+    assert block_matches(read_block(converted) or "", known)
     # The provider's reformatting is not a user edit: nothing to write.
     same = merge_block(converted, fmt, body, known)
     assert (same.outcome, same.description) == (MergeOutcome.UNCHANGED, converted)
@@ -369,9 +464,8 @@ def test_merging_the_same_body_again_is_unchanged(user: str, fmt: TextFormat, wh
     body = BODIES[fmt][which]
     inserted = merge_block(user, fmt, body, None)
     assert inserted.outcome is MergeOutcome.INSERTED
-    for known in (inserted.block_hash, None):
-        again = merge_block(inserted.description, fmt, body, known)
-        assert (again.outcome, again.description) == (MergeOutcome.UNCHANGED, inserted.description)
+    again = merge_block(inserted.description, fmt, body, inserted.block_hash)
+    assert (again.outcome, again.description) == (MergeOutcome.UNCHANGED, inserted.description)
 
 
 @given(user=user_texts, fmt=formats, which=st.integers(0, 2))
@@ -503,3 +597,107 @@ class BlockInDescription(RuleBasedStateMachine):
 
 
 TestBlockInDescription = BlockInDescription.TestCase
+
+
+# --- linear time on hostile text (issue 11 item 5) ---------------------------
+#
+# No timing here (bench/block.py measures): the scanner is linear by
+# construction, and these tests pin the construction down. (1) None of its
+# patterns can backtrack over more than one character: every unbounded
+# repeat is possessive. (2) The scan only moves forward: each pattern is
+# tried at increasing positions, the marker pattern once per run of dashes,
+# the tag pattern once per tag, the comment end searched once per comment.
+
+SCANNER_PATTERNS = ["_DASH_RE", "_DASH_RUN_RE", "_MARKER_RE", "_TAG_RE", "_COMMENT_END_RE"]
+
+
+def backtracking_repeats(tree: object) -> list[object]:
+    """Greedy or lazy repeats of more than one item anywhere in a parsed pattern."""
+    from re import _parser as sre  # type: ignore[attr-defined]
+
+    found: list[object] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple, sre.SubPattern)):
+            items = list(node)
+            if len(items) == 2 and items[0] in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+                _low, high, _ = items[1]
+                if high > 1:
+                    found.append(node)
+            stack.extend(items)
+    return found
+
+
+@pytest.mark.parametrize("name", [*SCANNER_PATTERNS, "_ATTRIBUTE_RE"])
+def test_no_scanner_pattern_can_backtrack(name: str) -> None:
+    from re import _parser as sre  # type: ignore[attr-defined]
+
+    value = getattr(block_module, name)
+    patterns = list(value.values()) if isinstance(value, dict) else [value]
+    for pattern in patterns:
+        assert backtracking_repeats(sre.parse(pattern.pattern, pattern.flags)) == []
+
+
+class CountingPattern:
+    """A compiled pattern that records where each search or match began."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self.pattern = pattern
+        self.starts: list[int] = []
+
+    def search(self, text: str, pos: int = 0, *args: int) -> re.Match[str] | None:
+        self.starts.append(pos)
+        return self.pattern.search(text, pos, *args)
+
+    def match(self, text: str, pos: int = 0, *args: int) -> re.Match[str] | None:
+        self.starts.append(pos)
+        return self.pattern.match(text, pos, *args)
+
+
+def hostile(n: int) -> dict[str, tuple[str, TextFormat]]:
+    def fill(unit: str) -> str:
+        return (unit * (n // len(unit) + 1))[:n]
+
+    def in_block(unit: str) -> str:
+        return f"{START_MARKER}\n{fill(unit)}\n{END_MARKER}"
+
+    return {
+        "dash run": (fill("─"), TEXT),
+        "entity dashes": (fill("&#9472;&boxh;&#x2500;"), HTML),
+        "marker without end dash": (fill("── feedback agenda \n"), TEXT),
+        "dashes and gaps": (fill("─ &nbsp;<b>─"), HTML),
+        "open comments in a block": (in_block("<!--"), HTML),
+        "comments in a block": (in_block("<!--<!---->"), HTML),
+        "unclosed tags in a block": (in_block("<b <a href='"), HTML),
+        "copies of a block": (fill(f"{START_MARKER}\n{OTHER_TEXT}\n{END_MARKER}\n"), TEXT),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(hostile(10)))
+def test_the_scan_only_moves_forward_and_tries_each_place_once(
+    case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    description, fmt = hostile(200_000)[case]
+    counters = {}
+    for name in SCANNER_PATTERNS:
+        counters[name] = CountingPattern(getattr(block_module, name))
+        monkeypatch.setattr(block_module, name, counters[name])
+    block_module._read.cache_clear()
+    block_module.block_hash.cache_clear()
+    merge_block(description, fmt, OTHER_TEXT, block_hash(OTHER_TEXT))
+    block_module.strip_markers(description)
+
+    # Per call of merge_block and of strip_markers, each pattern's starts only
+    # move forward (a new pass begins at a lower position).
+    for name, counter in counters.items():
+        passes = 1 + sum(1 for a, b in itertools.pairwise(counter.starts) if b <= a)
+        assert passes <= 4 * (description.count(START_MARKER) + 2), name
+    # The marker pattern: at most one try per run of dashes, twice over
+    # (markers found, then markers stripped).
+    runs = len(re.findall(r"(?:─|&#9472;|&#x0*2500;|&boxh;)+", description))
+    assert len(counters["_MARKER_RE"].starts) <= 2 * runs
+    assert len(counters["_DASH_RUN_RE"].starts) <= 2 * runs
+    # The tag pattern: once per "<"; the comment end: once per "-->" and per block.
+    assert len(counters["_TAG_RE"].starts) <= description.count("<") + 2 * runs
+    assert len(counters["_COMMENT_END_RE"].starts) <= description.count("-->") + runs + 1

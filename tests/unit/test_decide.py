@@ -131,9 +131,11 @@ def test_known_hash_from_the_callers_record_is_used() -> None:
     assert run(bare, stop, known=recorded).action is ActionKind.UPDATED
     # Without any known hash a differing block cannot be proved ours: left alone.
     assert run(bare, stop).action is ActionKind.LEFT_EDITED
-    # ...but one equal to what we would write is recognised, and its hash learnt.
+    # ...and neither is one equal to what we would write: a pasted copy is the user's.
     same = run(bare)
-    assert (same.action, same.block_hash) == (ActionKind.UNCHANGED, recorded)
+    assert (same.action, same.description, same.block_hash) == (
+        ActionKind.LEFT_EDITED, None, None,
+    )  # fmt: skip
 
 
 def test_edited_block_is_never_overwritten() -> None:
