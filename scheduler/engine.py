@@ -423,7 +423,7 @@ def _run(
     report.finished_at = now
     store.commit_cycle(
         calendar,
-        f"{fingerprint}|{changes.cursor}",
+        f"{fingerprint}|{_cursor_after_writes(provider, changes.cursor)}",
         upserts,
         sorted(deleted - meetings.keys()),
         _summary(report),
@@ -480,6 +480,16 @@ def _short(text: str, limit: int = 80) -> str:
     """An id as it fits in a log line: a hostile UID can be megabytes long."""
     printable = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
     return printable if len(printable) <= limit else printable[: limit - 1] + "…"
+
+
+def _cursor_after_writes(provider: CalendarProvider, cursor: str) -> str:
+    """The cursor to store: a provider may fold the versions its writes made into it.
+
+    Optional (CalDAV has it): without it the next cycle may fetch our own
+    writes back to learn that nothing changed.
+    """
+    settle = getattr(provider, "cursor_after_writes", None)
+    return str(settle(cursor)) if callable(settle) else cursor
 
 
 def _recorded_hash(

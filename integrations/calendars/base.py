@@ -59,6 +59,11 @@ class CalendarProvider(Protocol):
         """Release connections and files."""
         ...
 
+    # Optional: ``cursor_after_writes(cursor) -> str``. The engine stores its
+    # result instead of ``ChangeSet.cursor`` after the cycle's writes, so that a
+    # provider can record the versions its own writes made (CalDAV: the etags
+    # its PUTs returned) and not fetch them back in the next cycle.
+
 
 # name -> "module:Class"; imported on first use so that a vdir-only install
 # never imports googleapiclient or caldav.

@@ -1,35 +1,45 @@
 """A calendar on a CalDAV server (Nextcloud, Fastmail, iCloud, Radicale...).
 
-Built on the ``caldav`` library. (This module shadows the library's name only
-for relative imports; ``import caldav`` here is absolute and gets the library.)
+The requests are the few WebDAV ones this provider needs, sent by
+:mod:`integrations.calendars.webdav` over one HTTP session: the ``caldav``
+library re-quotes hrefs, and a resource name that needs %-escapes (a space,
+``?``, ``#``, ``%``, ``;``, ``:``, non-ASCII) then names another resource or
+no valid URL at all.
 
-- **Incremental sync** is RFC 6578 ``sync-collection`` through
-  ``Calendar.get_objects_by_sync_token(..., disable_fallback=True)``: the
-  library's silent full-retrieval fallback would hide an expired token (and
-  turn it into a full listing we could not tell apart from an incremental
-  one). An invalid token raises :class:`~agendas.errors.CursorExpired`; the
-  engine then lists once in full. Only a server without sync-collection
-  support is listed in full every time (a depth-1 PROPFIND of etags), and the
-  log says so once.
+- **Hrefs** are kept exactly as the server sent them, resolved against the URL
+  of the request that returned them (relative hrefs included), and never
+  decoded and rebuilt. A resource is known by its href relative to the
+  collection (the raw last segment) or, outside it, by its absolute URL.
+- **Incremental sync** is an RFC 6578 ``sync-collection`` REPORT (truncated
+  replies are followed). An invalid token raises
+  :class:`~agendas.errors.CursorExpired`; the engine then lists once in full.
+  Only a server without sync-collection support is listed in full every time
+  (a depth-1 PROPFIND of etags), and the log says so once.
 - **Reading data**: changed resources are fetched with one
-  ``calendar-multiget`` REPORT per :data:`MULTIGET_CHUNK` hrefs, not a GET each.
-  A change whose etag is that of the version held in memory (typically what
-  our own PUT stored) is reported from memory, not fetched again: the cycle
-  after a write costs one sync REPORT, like a quiet one.
-- **Cursor**: the sync token plus, per resource (last path segment), a prefix
-  of its etag and the ``(UID, RECURRENCE-ID)`` of its events, packed into an
-  opaque string. The refs let a later sync report the events of a removed
-  resource (or a removed override) as deleted, even after a restart.
+  ``calendar-multiget`` REPORT per :data:`MULTIGET_CHUNK` hrefs. When a
+  multiget fails as a whole (a 5xx, a body we cannot read), each resource of
+  it is fetched on its own, so one resource the server cannot serve is
+  skipped with a reason and the rest of the calendar syncs; it is tried again
+  next cycle. A resource without events (VTODO, VJOURNAL, VFREEBUSY) is
+  ignored. A change whose etag is that of the version held in memory
+  (typically what our own PUT stored) is reported from memory, not fetched.
+- **A UID in two resources** is a clash: its events are reported unreadable
+  (with both names) in every cycle while it lasts, and neither resource is
+  written. Once one of them goes, the other is read again.
+- **Cursor**: the sync token plus, per resource, a prefix of its etag and the
+  ``(UID, RECURRENCE-ID)`` of its events, packed into an opaque string. The
+  refs let a later sync report the events of a removed resource (or a removed
+  override) as deleted, even after a restart. :meth:`cursor_after_writes`
+  puts the etags our PUTs returned into it, so that the next cycle, in this
+  process or another, does not fetch our own writes back.
 - **Writes** go through :mod:`integrations.calendars.ics` (only DESCRIPTION and
   ``X-FEEDBACK-AGENDAS-HASH`` of the targeted VEVENT change) and are one
-  ``PUT`` per resource with ``If-Match`` on the etag the decision was made on
-  (``save(raw_data=..., increase_seqno=False, precondition="etag")``). A 412
-  gives :class:`~agendas.errors.PreconditionFailed`.
-- **Errors** from ``caldav``/``requests`` are translated here, where they enter.
+  ``PUT`` per resource with ``If-Match`` on the etag the decision was made on.
+  A 412 gives :class:`~agendas.errors.PreconditionFailed`.
 
 Request kinds counted in ``requests`` are the HTTP methods, lower case:
-``report``, ``get``, ``put``, ``propfind`` (and ``options`` etc. if the library
-sends them). Nothing here logs descriptions or credentials.
+``report``, ``get``, ``put``, ``propfind``. Nothing here logs descriptions or
+credentials.
 """
 
 from __future__ import annotations
@@ -43,23 +53,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
-
-import caldav.davclient
-from caldav.calendarobjectresource import Event as DavEvent
-from caldav.davclient import DAVClient
-from caldav.elements import dav
-from caldav.lib import error as dav_errors
+from urllib.parse import unquote, urlsplit
+from xml.sax.saxutils import escape
 
 from agendas.errors import (
     CursorExpired,
-    FeedbackAgendasError,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
     ProviderError,
     RateLimited,
-    TransientError,
 )
 from agendas.model import ChangeSet, DescriptionWrite, EventRef, Meeting, Unreadable, WriteOutcome
 from integrations.calendars.ics import (
@@ -68,30 +71,43 @@ from integrations.calendars.ics import (
     parse_calendar,
     rewrite_descriptions,
 )
+from integrations.calendars.webdav import (
+    CALDAV,
+    DAV,
+    DavSession,
+    Multistatus,
+    parse_multistatus,
+    path_key,
+    resolve_href,
+    status_error,
+)
 from integrations.redact import split_userinfo
 
 log = logging.getLogger(__name__)
 
-# The HTTP library caldav was built with (niquests, or requests as a fallback).
-_http: Any = getattr(caldav.davclient, "requests")  # noqa: B009
-
-CURSOR_PREFIX = "caldav1:"
+CURSOR_PREFIX = "caldav2:"  # caldav1 cursors named resources by their decoded names
 ETAG_PREFIX_LEN = 24  # enough to tell two versions of one resource apart
 MULTIGET_CHUNK = 200  # hrefs per calendar-multiget REPORT
+MAX_SYNC_PAGES = 100  # truncated sync-collection replies followed per cycle
 DEFAULT_TIMEOUT_SECONDS = 30
 
 # Statuses of a sync-collection REPORT that mean "this server cannot do it".
 _NO_SYNC_STATUSES = {400, 405, 415, 501}
-_EVENTLESS_COMPONENTS = ("VTODO", "VJOURNAL")
+_EVENTLESS_COMPONENTS = ("VTODO", "VJOURNAL", "VFREEBUSY")
+_XML = {"Content-Type": "application/xml; charset=utf-8"}
 
 _Key = tuple[str, str | None]  # (UID, RECURRENCE-ID text) of one event
 
 
 @dataclass(frozen=True, slots=True)
 class _ResourceState:
-    """What a cursor remembers of one calendar object resource."""
+    """What a cursor remembers of one calendar object resource.
 
-    etag: str  # prefix of the etag
+    ``etag`` is a prefix of its etag, or "" when it could not be read (it is
+    tried again next cycle).
+    """
+
+    etag: str
     refs: tuple[_Key, ...]
 
 
@@ -105,9 +121,13 @@ class _Cursor:
 class _Fetched:
     """One resource as read: raw bytes (CRLF lines) and its etag."""
 
-    name: str
+    key: str
     etag: str
     data: bytes
+
+
+class _MultigetFailed(Exception):
+    """A calendar-multiget REPORT failed as a whole: fetch its resources one by one."""
 
 
 class CaldavProvider:
@@ -115,8 +135,8 @@ class CaldavProvider:
 
     ``calendar`` is the calendar's display name, or its URL (absolute, or a
     path relative to ``url``). ``client`` may be a ready ``caldav.DAVClient``
-    (tests pass one); otherwise one is built from ``url``, ``username`` and
-    ``password``.
+    whose HTTP session and auth are used (tests and the bench pass one);
+    otherwise a session is made from ``url``, ``username`` and ``password``.
     """
 
     def __init__(
@@ -132,8 +152,8 @@ class CaldavProvider:
         client: Any = None,
     ) -> None:
         self.name = name
-        # Credentials in the URL go to the client apart: the URL we and the caldav
-        # library log (it logs its URL at DEBUG) must never carry a password.
+        # Credentials in the URL go to the session apart: the URL we log (and
+        # resolve hrefs against) must never carry a password.
         url, username, password = split_userinfo(url, username, password)
         self.url = url
         self.owner = owner.lower()
@@ -142,21 +162,25 @@ class CaldavProvider:
         self._calendar_spec = calendar
         if not verify_tls:
             log.warning("calendar %s: TLS certificate verification is off for %s", name, url)
-        self._client = client or DAVClient(
-            url=url,
-            username=username,
-            password=password,
-            ssl_verify_cert=verify_tls,
+        self._dav = DavSession(
+            url,
+            username,
+            password,
+            verify_tls=verify_tls,
             timeout=DEFAULT_TIMEOUT_SECONDS,
-            rate_limit_handle=False,  # backing off belongs to our retry helper, not a sleep here
+            requests=self.requests,
+            session=getattr(client, "session", None),
+            auth=getattr(client, "auth", None),
         )
-        self._count_requests(self._client)
-        self._calendar: Any = None
+        self._collection: str | None = None  # the collection's URL, ending in "/"
         self._sync_supported = True
-        # name -> (full etag, bytes) of the last version read, for writes without a GET.
+        # key -> (full etag, bytes) of the last version read, for writes without a GET.
         self._cache: dict[str, tuple[str, bytes]] = {}
-        # UID -> resource name, from the last read.
+        # UID -> resource key, from the last read; UIDs held by two resources are left out.
         self._uid_index: dict[str, str] = {}
+        self._clashed: set[str] = set()
+        # key -> etag our PUT returned, until cursor_after_writes puts it into a cursor.
+        self._written: dict[str, str] = {}
 
     # -- reading ----------------------------------------------------------------
 
@@ -166,84 +190,136 @@ class CaldavProvider:
         One sync-collection REPORT, plus multiget REPORTs for what changed.
         Raises CursorExpired when the server no longer knows the token (or the
         cursor is not ours), NotFound when the calendar is gone,
-        PermissionDenied on 401/403 and TransientError on 5xx or timeouts.
+        PermissionDenied on 401/403 and TransientError on 5xx or timeouts of
+        the listing. A resource that cannot be fetched or parsed comes back in
+        ``unreadable``.
         """
+        self._written.clear()  # etags of earlier writes are in what this read sees
         previous = None if cursor is None else self._decode_cursor(cursor)
-        calendar = self._resolve_calendar()
-        listing, deleted_names, token = self._list_changes(calendar, previous)
+        collection = self._collection_url()
+        listing, removed, token = self._list_changes(collection, previous)
 
         resources: dict[str, _ResourceState] = dict(previous.resources) if previous else {}
         changed: list[str] = []
-        for res_name, etag in sorted(listing.items()):
-            old = resources.get(res_name)
-            if previous is not None and old is not None and old.etag == etag[:ETAG_PREFIX_LEN]:
+        for key, etag in sorted(listing.items()):
+            old = resources.get(key)
+            if old is not None and old.etag and old.etag == etag[:ETAG_PREFIX_LEN]:
                 continue  # unchanged (a PROPFIND listing reports everything)
-            changed.append(res_name)
-        # What we wrote (or read) last is cached: our own write comes back as a
-        # change, and reporting it needs no second trip to the server.
-        fetched = {
-            n: _Fetched(n, listing[n], self._cache[n][1])
-            for n in changed
-            if n in self._cache and self._cache[n][0] == listing[n]
-        }
-        fetched.update(self._fetch(calendar, [n for n in changed if n not in fetched]))
-        meetings: list[Meeting] = []
-        unreadable: list[Unreadable] = []
-        deleted: set[EventRef] = set()
-        for res_name in changed:
-            item = fetched.get(res_name)
-            old = resources.get(res_name) if previous is not None else None
-            old_refs = old.refs if old is not None else ()
-            if item is None:  # gone between the listing and the multiget
-                deleted_names.add(res_name)
-                continue
-            self._cache[res_name] = (item.etag, item.data)
-            try:
-                found = self._parse(item.data, item.etag)
-            except IcsError as exc:
-                unreadable.extend(self._unreadable(res_name, old_refs, str(exc)))
-                resources[res_name] = _ResourceState(item.etag[:ETAG_PREFIX_LEN], old_refs)
-                continue
-            refs = tuple(_key(m.ref) for m in found)
-            meetings.extend(found)
-            deleted.update(self._ref(r) for r in old_refs if r not in refs)
-            resources[res_name] = _ResourceState(item.etag[:ETAG_PREFIX_LEN], refs)
-        for res_name in deleted_names:
-            gone = resources.pop(res_name, None)
-            self._cache.pop(res_name, None)
+            changed.append(key)
+        # Resources that could not be read last time are tried again.
+        changed += sorted(
+            k for k, s in resources.items() if not s.etag and k not in listing and k not in removed
+        )
+        clashed_before = _clashes(resources)
+
+        batch = _Batch(resources)
+        self._absorb(collection, changed, listing, batch)
+        for key in removed:
+            gone = resources.pop(key, None)
+            self._cache.pop(key, None)
             if gone is not None:
-                deleted.update(self._ref(r) for r in gone.refs)
+                batch.deleted.update(self._ref(r) for r in gone.refs)
+
+        # A clash that ended: the resource left holding the UID is read again.
+        holders = _holders(resources)
+        reread = sorted(
+            {
+                key
+                for uid in clashed_before
+                if len(holders.get(uid, ())) == 1
+                for key in holders[uid]
+                if key not in batch.read
+            }
+        )
+        if reread:
+            self._absorb(collection, reread, {}, batch)
+            holders = _holders(resources)
+        clashed = {uid for uid, keys in holders.items() if len(keys) > 1}
+        meetings = [m for m in batch.meetings if m.ref.event_id not in clashed]
+        unreadable = [u for u in batch.unreadable if u.ref.event_id not in clashed]
+        for uid in sorted(clashed):
+            keys = sorted(holders[uid])
+            reason = f"UID {uid} is in {len(keys)} resources ({', '.join(keys)}); none is written"
+            refs = sorted({r for k in keys for r in resources[k].refs if r[0] == uid}, key=str)
+            unreadable.extend(Unreadable(self._ref(r), reason) for r in refs)
+            log.warning("calendar %s: %s", self.name, reason)
 
         # A UID that moved to another resource is not gone.
         present = {m.ref for m in meetings} | {u.ref for u in unreadable}
-        self._uid_index = {uid: n for n, s in sorted(resources.items()) for uid, _ in s.refs}
+        self._clashed = clashed
+        self._uid_index = {
+            uid: k for uid, keys in holders.items() if uid not in clashed for k in keys
+        }
         return ChangeSet(
             meetings=tuple(meetings),
-            deleted=tuple(sorted(deleted - present)),
+            deleted=tuple(sorted(batch.deleted - present)),
             cursor=self._encode_cursor(_Cursor(token, resources)),
             full=previous is None,
             unreadable=tuple(unreadable),
         )
 
+    def _absorb(
+        self, collection: str, keys: Sequence[str], listing: dict[str, str], batch: _Batch
+    ) -> None:
+        """Read ``keys`` (from memory when the etag matches) and fold them into ``batch``."""
+        resources = batch.resources
+        fetched = {
+            k: _Fetched(k, listing[k], self._cache[k][1])
+            for k in keys
+            if k in listing and k in self._cache and self._cache[k][0] == listing[k]
+        }
+        found, failed = self._fetch(collection, [k for k in keys if k not in fetched])
+        fetched.update(found)
+        for key in keys:
+            batch.read.add(key)
+            old = resources.get(key)
+            old_refs = old.refs if old is not None else ()
+            if key in failed:
+                batch.unreadable.extend(self._unreadable(key, old_refs, failed[key]))
+                resources[key] = _ResourceState("", old_refs)
+                continue
+            item = fetched.get(key)
+            if item is None:  # gone between the listing and the multiget
+                gone = resources.pop(key, None)
+                self._cache.pop(key, None)
+                if gone is not None:
+                    batch.deleted.update(self._ref(r) for r in gone.refs)
+                continue
+            self._cache[key] = (item.etag, item.data)
+            try:
+                found_meetings = self._parse(key, item.data, item.etag)
+            except IcsError as exc:
+                batch.unreadable.extend(self._unreadable(key, old_refs, str(exc)))
+                resources[key] = _ResourceState(item.etag[:ETAG_PREFIX_LEN], old_refs)
+                continue
+            refs = tuple(_key(m.ref) for m in found_meetings)
+            batch.meetings.extend(found_meetings)
+            batch.deleted.update(self._ref(r) for r in old_refs if r not in refs)
+            resources[key] = _ResourceState(item.etag[:ETAG_PREFIX_LEN], refs)
+
     def get(self, ref: EventRef) -> Meeting | None:
         """Read the event ``ref`` names again (one GET); None when it is gone.
 
         An event we have not seen is looked up by UID first (a calendar-query
-        REPORT). Raises IcsError (a ProviderError) when the resource can no
-        longer be parsed.
+        REPORT). A UID held by two resources (a clash) gives None. Raises
+        IcsError (a ProviderError) when the resource can no longer be parsed.
         """
-        calendar = self._resolve_calendar()
-        res_name = self._uid_index.get(ref.event_id)
-        item = self._get_resource(calendar, res_name) if res_name else None
+        if ref.event_id in self._clashed:
+            return None
+        collection = self._collection_url()
+        key = self._uid_index.get(ref.event_id)
+        item = self._get_resource(collection, key) if key else None
         if item is None:
-            res_name = self._find_by_uid(calendar, ref.event_id)
-            item = self._get_resource(calendar, res_name) if res_name else None
+            keys = self._find_by_uid(collection, ref.event_id)
+            if len(keys) != 1:
+                return None  # gone, or in two resources: not ours to pick one
+            item = self._get_resource(collection, keys[0])
             if item is None:
                 return None
-        found = self._parse(item.data, item.etag)
-        self._cache[item.name] = (item.etag, item.data)
+        found = self._parse(item.key, item.data, item.etag)
+        self._cache[item.key] = (item.etag, item.data)
         for meeting in found:
-            self._uid_index[meeting.ref.event_id] = item.name
+            self._uid_index[meeting.ref.event_id] = item.key
         return next((m for m in found if m.ref == ref), None)
 
     # -- writing ----------------------------------------------------------------
@@ -253,223 +329,393 @@ class CaldavProvider:
         outcomes: dict[int, WriteOutcome] = {}
         by_resource: dict[str, list[tuple[int, DescriptionWrite]]] = defaultdict(list)
         try:
-            calendar = self._resolve_calendar()
+            collection = self._collection_url()
         except ProviderError as exc:
             return [WriteOutcome(w.ref, error=exc) for w in writes]
         for index, w in enumerate(writes):
-            res_name = self._uid_index.get(w.ref.event_id)
-            if res_name is None:
+            key = self._uid_index.get(w.ref.event_id)
+            if key is None:
                 outcomes[index] = WriteOutcome(w.ref, error=NotFound(f"no event {w.ref.event_id}"))
             else:
-                by_resource[res_name].append((index, w))
-        for res_name, items in by_resource.items():
+                by_resource[key].append((index, w))
+        for key, items in by_resource.items():
             try:
-                outcomes.update(self._write_resource(calendar, res_name, items))
+                outcomes.update(self._write_resource(collection, key, items))
             except (ProviderError, PreconditionFailed) as exc:
                 outcomes.update({i: WriteOutcome(w.ref, error=exc) for i, w in items})
         return [outcomes[i] for i in range(len(writes))]
 
+    def cursor_after_writes(self, cursor: str) -> str:
+        """``cursor`` with the etags our writes since it was made returned.
+
+        The engine stores this instead of the cursor of :meth:`read_changes`:
+        the next sync reports our writes as changed, and an etag that equals
+        the one our PUT returned is our own echo, which is not fetched again.
+        """
+        written, self._written = self._written, {}
+        if not written:
+            return cursor
+        state = self._decode_cursor(cursor)
+        resources = dict(state.resources)
+        for key, etag in written.items():
+            old = resources.get(key)
+            if old is not None and old.etag:
+                resources[key] = _ResourceState(etag[:ETAG_PREFIX_LEN], old.refs)
+        return self._encode_cursor(_Cursor(state.token, resources))
+
     def close(self) -> None:
         """Close the HTTP session."""
-        self._client.close()
+        self._dav.close()
 
     def _write_resource(
-        self, calendar: Any, res_name: str, items: list[tuple[int, DescriptionWrite]]
+        self, collection: str, key: str, items: list[tuple[int, DescriptionWrite]]
     ) -> dict[int, WriteOutcome]:
         etags = {w.etag for _, w in items}
         if len(etags) != 1:
             # Decisions made on two versions of one resource: the older ones are stale.
-            raise PreconditionFailed(f"{res_name}: writes based on different versions")
+            raise PreconditionFailed(f"{key}: writes based on different versions")
         etag = etags.pop()
-        cached = self._cache.get(res_name)
+        cached = self._cache.get(key)
         if cached is not None and cached[0] == etag:
             data = cached[1]
         else:
-            item = self._get_resource(calendar, res_name)
+            item = self._get_resource(collection, key)
             if item is None:
-                raise NotFound(f"{res_name} is gone")
+                raise NotFound(f"{key} is gone")
             if item.etag != etag:
-                raise PreconditionFailed(f"{res_name} changed since it was read")
+                raise PreconditionFailed(f"{key} changed since it was read")
             data = item.data
         new_data, applied, outcomes = rewrite_descriptions(
             data,
             items,
-            source=res_name,
+            source=key,
             calendar_name=self.name,
             owner=self.owner,
             default_timezone=self.default_timezone,
         )
         if new_data is None:
             return outcomes
-        new_etag = self._put(calendar, res_name, new_data, etag)
-        self._cache[res_name] = (new_etag, new_data)
+        new_etag = self._put(collection, key, new_data, etag)
+        self._cache[key] = (new_etag, new_data)
+        self._written[key] = new_etag
         outcomes.update({i: WriteOutcome(w.ref, etag=new_etag) for i, w in applied})
         return outcomes
 
-    def _put(self, calendar: Any, res_name: str, data: bytes, etag: str) -> str:
-        resource = DavEvent(
-            client=self._client,
-            url=calendar.url.join(res_name),
-            parent=calendar,
-            props={dav.GetEtag.tag: etag},
+    def _put(self, collection: str, key: str, data: bytes, etag: str) -> str:
+        headers = {"Content-Type": "text/calendar; charset=utf-8", "If-Match": etag}
+        response = self._dav.request(
+            "PUT", self._url(collection, key), body=data, headers=headers, what=f"PUT {key}"
         )
-        try:
-            resource.save(raw_data=data, increase_seqno=False, precondition="etag")
-        except Exception as exc:
-            raise _translate(exc, f"PUT {res_name}") from exc
-        new_etag = resource.etag
+        if response.status_code not in (200, 201, 204):
+            raise status_error(response.status_code, f"PUT {key}", response.headers)
+        new_etag = response.headers.get("etag")
         if not new_etag or new_etag == etag:
             # The server did not say: read it back rather than guess.
-            item = self._get_resource(calendar, res_name)
+            item = self._get_resource(collection, key)
             if item is None:
-                raise NotFound(f"{res_name} vanished after the write")
+                raise NotFound(f"{key} vanished after the write")
             new_etag = item.etag
         return str(new_etag)
 
     # -- talking to the server --------------------------------------------------
 
-    def _count_requests(self, client: Any) -> None:
-        """Count every HTTP request by method, through the session's response hook."""
-
-        def count(response: Any, *args: Any, **kwargs: Any) -> Any:
-            self.requests[str(response.request.method).lower()] += 1
-            return response
-
-        client.session.hooks.setdefault("response", []).append(count)
-
-    def _resolve_calendar(self) -> Any:
-        """The calendar collection; looked up once (by URL, or by display name)."""
-        if self._calendar is not None:
-            return self._calendar
-        spec = self._calendar_spec
-        try:
+    def _collection_url(self) -> str:
+        """The calendar collection's URL; looked up once (by URL, or by display name)."""
+        if self._collection is None:
+            spec = self._calendar_spec
             if spec.startswith(("http://", "https://", "/")):
-                calendar = self._client.calendar(url=urljoin(self.url, spec))
+                url = resolve_href(self.url, spec)
             else:
-                calendar = self._calendar_by_name(spec)
-        except FeedbackAgendasError:
-            raise
-        except Exception as exc:
-            raise _translate(exc, "calendar discovery") from exc
-        self._calendar = calendar
-        return calendar
+                url = self._discover(spec)
+            self._collection = url if url.endswith("/") else url + "/"
+        return self._collection
 
-    def _calendar_by_name(self, wanted: str) -> Any:
-        principal = self._client.get_principal()
-        names = []
-        for candidate in self._client.get_calendars(principal):
-            display = candidate.get_display_name()
-            names.append(display)
-            if display == wanted or _last_segment(str(candidate.url)) == wanted:
-                return candidate
-        raise NotFound(f"no calendar named {wanted!r} (found {len(names)} calendars)")
+    def _discover(self, wanted: str) -> str:
+        """Find the collection whose display name (or last path segment) is ``wanted``.
+
+        Three PROPFINDs: the current user's principal, its calendar home, and
+        the home's members.
+        """
+        principal = self._propfind_href(self.url, DAV + "current-user-principal") or self.url
+        home = self._propfind_href(principal, CALDAV + "calendar-home-set") or principal
+        members = self._propfind(
+            home, "<D:resourcetype/><D:displayname/>", depth="1", what="PROPFIND calendar home"
+        )
+        count = 0
+        for member in members.responses:
+            kind = member.props.get(DAV + "resourcetype")
+            if kind is None or kind.find(CALDAV + "calendar") is None:
+                continue
+            count += 1
+            segment = unquote(urlsplit(member.href).path.rstrip("/").rsplit("/", 1)[-1])
+            if member.text(DAV + "displayname") == wanted or segment == wanted:
+                return member.href
+        raise NotFound(f"no calendar named {wanted!r} (found {count} calendars)")
+
+    def _propfind_href(self, url: str, prop: str) -> str | None:
+        namespace, _, local = prop[1:].partition("}")
+        prefix = "D" if namespace == "DAV:" else "C"
+        found = self._propfind(url, f"<{prefix}:{local}/>", depth="0", what=f"PROPFIND {local}")
+        for member in found.responses:
+            element = member.props.get(prop)
+            href = element.findtext(DAV + "href") if element is not None else None
+            if href and href.strip():
+                return resolve_href(member.href, href)
+        return None
+
+    def _propfind(self, url: str, props: str, *, depth: str, what: str) -> Multistatus:
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+            f"<D:prop>{props}</D:prop></D:propfind>"
+        ).encode()
+        response = self._dav.request(
+            "PROPFIND",
+            url,
+            body=body,
+            headers={**_XML, "Depth": depth},
+            what=what,
+            follow_redirects=True,  # /.well-known/caldav and friends redirect
+        )
+        if response.status_code != 207:
+            raise status_error(response.status_code, what, response.headers)
+        return parse_multistatus(response.content or b"", str(response.url))
 
     def _list_changes(
-        self, calendar: Any, previous: _Cursor | None
+        self, collection: str, previous: _Cursor | None
     ) -> tuple[dict[str, str], set[str], str]:
-        """``(name -> etag of changed or listed resources, removed names, new token)``."""
+        """``(key -> etag of changed or listed resources, removed keys, new token)``."""
         if self._sync_supported:
-            token = previous.token if previous is not None else None
             if previous is not None and not previous.token:
                 raise CursorExpired("cursor from a listing without sync support")
+            token = previous.token if previous is not None else ""
             try:
-                result = calendar.get_objects_by_sync_token(
-                    sync_token=token, load_objects=False, disable_fallback=True
-                )
-            except Exception as exc:
-                if not _means_no_sync_support(exc):
-                    if token and _is_invalid_token(exc):
-                        raise CursorExpired("the server no longer knows the sync token") from exc
-                    raise _translate(exc, "sync-collection REPORT") from exc
+                return self._sync_collection(collection, token)
+            except _NoSyncSupport as exc:
                 log.warning(
                     "calendar %s: the server has no sync-collection support (%s); "
                     "listing the whole calendar every cycle",
                     self.name,
-                    type(exc).__name__,
+                    exc,
                 )
                 self._sync_supported = False
                 if previous is not None:
                     raise CursorExpired("sync-collection no longer available") from exc
-            else:
-                removed = {str(u) for u in result.deleted_urls}
-                changed: dict[str, str] = {}
-                gone: set[str] = set()
-                for obj in result.objects:
-                    res_name = _last_segment(str(obj.url))
-                    if not res_name or str(obj.url.canonical()) in removed:
-                        gone.add(res_name)
-                    elif obj.etag:
-                        changed[res_name] = str(obj.etag)
-                return changed, gone, str(result.sync_token or "")
-        listing = self._list_all(calendar)
-        gone = set(previous.resources) - listing.keys() if previous is not None else set()
-        return listing, gone, ""
+        listing = self._list_all(collection)
+        removed = set(previous.resources) - listing.keys() if previous is not None else set()
+        return listing, removed, ""
 
-    def _list_all(self, calendar: Any) -> dict[str, str]:
+    def _sync_collection(self, collection: str, token: str) -> tuple[dict[str, str], set[str], str]:
+        changed: dict[str, str] = {}
+        removed: set[str] = set()
+        own = path_key(collection)
+        for _page in range(MAX_SYNC_PAGES):
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?><D:sync-collection xmlns:D="DAV:">'
+                f"<D:sync-token>{escape(token)}</D:sync-token><D:sync-level>1</D:sync-level>"
+                "<D:prop><D:getetag/></D:prop></D:sync-collection>"
+            ).encode()
+            response = self._dav.request(
+                "REPORT",
+                collection,
+                body=body,
+                headers={**_XML, "Depth": "0"},
+                what="sync-collection REPORT",
+            )
+            status = response.status_code
+            if status != 207:
+                text = response.content or b""
+                if token and b"valid-sync-token" in text:
+                    raise CursorExpired("the server no longer knows the sync token")
+                if status in _NO_SYNC_STATUSES or (status == 403 and b"supported-report" in text):
+                    raise _NoSyncSupport(f"HTTP {status}")
+                raise status_error(status, "sync-collection REPORT", response.headers)
+            result = parse_multistatus(response.content or b"", collection)
+            truncated = False
+            for item in result.responses:
+                if path_key(item.href) == own:
+                    truncated = truncated or item.status == 507
+                    continue
+                key = self._key(collection, item.href)
+                if item.status == 404:
+                    removed.add(key)
+                    changed.pop(key, None)
+                else:
+                    changed[key] = (item.text(DAV + "getetag") or "").strip()
+                    removed.discard(key)
+            new_token = result.sync_token or ""
+            if not truncated or not new_token or new_token == token:
+                return changed, removed, new_token
+            token = new_token
+        log.warning("calendar %s: sync-collection still truncated", self.name)
+        return changed, removed, token
+
+    def _list_all(self, collection: str) -> dict[str, str]:
         """Every resource's etag, by a depth-1 PROPFIND (servers without sync-collection)."""
-        try:
-            response = calendar._query_properties([dav.GetEtag()], depth=1)
-            props = response.expand_simple_props([dav.GetEtag()])
-        except Exception as exc:
-            raise _translate(exc, "PROPFIND") from exc
+        found = self._propfind(collection, "<D:getetag/>", depth="1", what="PROPFIND")
+        own = path_key(collection)
         listing = {}
-        own = _last_segment(str(calendar.url))
-        for href, values in props.items():
-            res_name = _last_segment(href)
-            etag = values.get(dav.GetEtag.tag)
-            if res_name and res_name != own and etag:
-                listing[res_name] = str(etag)
+        for item in found.responses:
+            etag = (item.text(DAV + "getetag") or "").strip()
+            if path_key(item.href) != own and etag:
+                listing[self._key(collection, item.href)] = etag
         return listing
 
-    def _fetch(self, calendar: Any, names: Sequence[str]) -> dict[str, _Fetched]:
-        """Data and etags of ``names`` via calendar-multiget, in chunks."""
+    def _fetch(
+        self, collection: str, keys: Sequence[str]
+    ) -> tuple[dict[str, _Fetched], dict[str, str]]:
+        """``(key -> data and etag, key -> why it could not be read)``; absent keys are gone.
+
+        One calendar-multiget per chunk; a chunk whose multiget fails as a
+        whole, and a resource missing from the answer, is fetched with a GET.
+        """
         found: dict[str, _Fetched] = {}
-        for start in range(0, len(names), MULTIGET_CHUNK):
-            chunk = names[start : start + MULTIGET_CHUNK]
-            urls = [calendar.url.join(n) for n in chunk]
+        failed: dict[str, str] = {}
+        for start in range(0, len(keys), MULTIGET_CHUNK):
+            chunk = list(keys[start : start + MULTIGET_CHUNK])
             try:
-                objects = calendar.multiget(urls, raise_notfound=False)
-            except Exception as exc:
-                raise _translate(exc, "calendar-multiget REPORT") from exc
-            for obj in objects:
-                raw = obj.raw_data
-                if raw is None or not obj.etag:
+                missing = self._multiget(collection, chunk, found, failed)
+            except _MultigetFailed as exc:
+                log.info(
+                    "calendar %s: calendar-multiget failed (%s); fetching %d resources one by one",
+                    self.name,
+                    exc,
+                    len(chunk),
+                )
+                missing = chunk
+            for key in missing:
+                try:
+                    item = self._get_resource(collection, key)
+                except (PermissionDenied, RateLimited):
+                    raise
+                except ProviderError as exc:
+                    failed[key] = str(exc)
                     continue
-                res_name = _last_segment(str(obj.url))
-                found[res_name] = _Fetched(res_name, str(obj.etag), _crlf(bytes(raw)))
-        return found
+                if item is not None:
+                    found[key] = item
+        return found, failed
 
-    def _get_resource(self, calendar: Any, res_name: str | None) -> _Fetched | None:
+    def _multiget(
+        self,
+        collection: str,
+        chunk: list[str],
+        found: dict[str, _Fetched],
+        failed: dict[str, str],
+    ) -> list[str]:
+        """One calendar-multiget REPORT; returns the keys the answer left out."""
+        hrefs = "".join(
+            f"<D:href>{escape(urlsplit(self._url(collection, k)).path)}</D:href>" for k in chunk
+        )
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+            f"<D:prop><D:getetag/><C:calendar-data/></D:prop>{hrefs}</C:calendar-multiget>"
+        ).encode()
+        response = self._dav.request(
+            "REPORT",
+            collection,
+            body=body,
+            headers={**_XML, "Depth": "1"},
+            what="calendar-multiget REPORT",
+        )
+        status = response.status_code
+        if status in (401, 403, 429):
+            raise status_error(status, "calendar-multiget REPORT", response.headers)
+        if status != 207:
+            raise _MultigetFailed(f"HTTP {status}")
+        try:
+            result = parse_multistatus(response.content or b"", collection)
+        except ProviderError as exc:
+            raise _MultigetFailed(str(exc)) from exc
+        wanted = set(chunk)
+        by_path = {path_key(self._url(collection, k)): k for k in chunk}
+        answered: set[str] = set()
+        for item in result.responses:
+            key = self._key(collection, item.href)
+            if key not in wanted:
+                key = by_path.get(path_key(item.href), "")
+                if not key:
+                    continue  # a resource we did not ask for
+            answered.add(key)
+            if item.status in (404, 410):
+                continue  # gone
+            data = item.text(CALDAV + "calendar-data")
+            etag = (item.text(DAV + "getetag") or "").strip()
+            if item.status not in (None, 200):
+                failed[key] = f"the server answered {item.status}"
+            elif data is None or not etag:
+                failed[key] = "the server sent no calendar data or no etag"
+            else:
+                found[key] = _Fetched(key, etag, _crlf(data.encode("utf-8")))
+        return [k for k in chunk if k not in answered]
+
+    def _get_resource(self, collection: str, key: str | None) -> _Fetched | None:
         """GET one resource; None when it is gone."""
-        if not res_name:
+        if not key:
             return None
-        resource = DavEvent(client=self._client, url=calendar.url.join(res_name), parent=calendar)
-        try:
-            resource.load(only_if_unloaded=False)
-        except dav_errors.NotFoundError:
+        response = self._dav.request("GET", self._url(collection, key), what=f"GET {key}")
+        status = response.status_code
+        if status in (404, 410):
             return None
-        except Exception as exc:
-            raise _translate(exc, f"GET {res_name}") from exc
-        raw = resource.raw_data
-        if raw is None or not resource.etag:
-            raise ProviderError(f"GET {res_name}: no data or no etag")
-        return _Fetched(res_name, str(resource.etag), bytes(raw))
+        if status != 200:
+            raise status_error(status, f"GET {key}", response.headers)
+        etag = response.headers.get("etag")
+        if not etag:
+            raise ProviderError(f"GET {key}: no etag")
+        return _Fetched(key, str(etag), bytes(response.content or b""))
 
-    def _find_by_uid(self, calendar: Any, uid: str) -> str | None:
-        try:
-            found = calendar.get_event_by_uid(uid)
-        except dav_errors.NotFoundError:
-            return None
-        except Exception as exc:
-            raise _translate(exc, "calendar-query REPORT") from exc
-        return _last_segment(str(found.url)) or None
+    def _find_by_uid(self, collection: str, uid: str) -> list[str]:
+        """Keys of the resources holding an event with ``uid`` (a calendar-query REPORT)."""
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
+            '<D:prop><D:getetag/></D:prop><C:filter><C:comp-filter name="VCALENDAR">'
+            '<C:comp-filter name="VEVENT"><C:prop-filter name="UID">'
+            f'<C:text-match collation="i;octet">{escape(uid)}</C:text-match>'
+            "</C:prop-filter></C:comp-filter></C:comp-filter></C:filter></C:calendar-query>"
+        ).encode()
+        response = self._dav.request(
+            "REPORT",
+            collection,
+            body=body,
+            headers={**_XML, "Depth": "1"},
+            what="calendar-query REPORT",
+        )
+        if response.status_code != 207:
+            raise status_error(response.status_code, "calendar-query REPORT", response.headers)
+        own = path_key(collection)
+        result = parse_multistatus(response.content or b"", collection)
+        return sorted(
+            {
+                self._key(collection, item.href)
+                for item in result.responses
+                if item.status in (None, 200) and path_key(item.href) != own
+            }
+        )
 
     # -- helpers ----------------------------------------------------------------
 
-    def _parse(self, data: bytes, etag: str) -> list[Meeting]:
+    @staticmethod
+    def _key(collection: str, href: str) -> str:
+        """How a resource is named in cursors: the raw last segment, or the absolute URL."""
+        if href.startswith(collection):
+            rest = href[len(collection) :]
+            if rest and "/" not in rest and "://" not in rest:
+                return rest
+        return href
+
+    @staticmethod
+    def _url(collection: str, key: str) -> str:
+        return key if "://" in key else collection + key
+
+    def _parse(self, key: str, data: bytes, etag: str) -> list[Meeting]:
         cal = parse_calendar(data)
-        if not cal.walk("VEVENT") and any(cal.walk(kind) for kind in _EVENTLESS_COMPONENTS):
-            return []  # a task or journal entry: nothing for us, and not broken
+        if not cal.walk("VEVENT"):
+            kinds = [kind for kind in _EVENTLESS_COMPONENTS if cal.walk(kind)]
+            if kinds:
+                # A task, journal entry or free/busy: nothing for us, and not broken.
+                log.debug("calendar %s: %s holds no event (%s)", self.name, key, kinds[0])
+                return []
         return meetings_from_calendar(
             cal,
             calendar_name=self.name,
@@ -478,17 +724,17 @@ class CaldavProvider:
             default_timezone=self.default_timezone,
         )
 
-    def _unreadable(self, res_name: str, old_refs: Iterable[_Key], reason: str) -> list[Unreadable]:
-        log.warning("calendar %s: skipped unreadable resource %s: %s", self.name, res_name, reason)
+    def _unreadable(self, key: str, old_refs: Iterable[_Key], reason: str) -> list[Unreadable]:
+        log.warning("calendar %s: skipped unreadable resource %s: %s", self.name, key, reason)
         # Report the events we knew in it, so that they are not taken as deleted.
-        refs = [self._ref(r) for r in old_refs] or [EventRef(self.name, res_name)]
+        refs = [self._ref(r) for r in old_refs] or [EventRef(self.name, key)]
         return [Unreadable(ref, reason) for ref in refs]
 
     def _ref(self, key: _Key) -> EventRef:
         return EventRef(self.name, key[0], key[1])
 
     def _calendar_id(self) -> str:
-        return urljoin(self.url, self._calendar_spec)
+        return self.url + "|" + self._calendar_spec
 
     def _encode_cursor(self, cursor: _Cursor) -> str:
         payload = {
@@ -503,7 +749,7 @@ class CaldavProvider:
 
     def _decode_cursor(self, cursor: str) -> _Cursor:
         if not cursor.startswith(CURSOR_PREFIX):
-            raise CursorExpired("not a CalDAV cursor")
+            raise CursorExpired("not a CalDAV cursor of this version")
         try:
             raw = zlib.decompress(base64.urlsafe_b64decode(cursor[len(CURSOR_PREFIX) :]))
             payload = json.loads(raw)
@@ -520,14 +766,43 @@ class CaldavProvider:
             raise CursorExpired("unreadable CalDAV cursor") from exc
 
 
+class _NoSyncSupport(Exception):
+    """The server cannot do a sync-collection REPORT at all."""
+
+
+@dataclass
+class _Batch:
+    """What one read_changes collects while it reads resources."""
+
+    resources: dict[str, _ResourceState]
+    meetings: list[Meeting]
+    unreadable: list[Unreadable]
+    deleted: set[EventRef]
+    read: set[str]
+
+    def __init__(self, resources: dict[str, _ResourceState]) -> None:
+        self.resources = resources
+        self.meetings = []
+        self.unreadable = []
+        self.deleted = set()
+        self.read = set()
+
+
 def _key(ref: EventRef) -> _Key:
     return (ref.event_id, ref.recurrence_id)
 
 
-def _last_segment(url: str) -> str:
-    """The resource name: the last segment of a URL or href path, unquoted."""
-    path = urlsplit(url).path.rstrip("/")
-    return unquote(path.rsplit("/", 1)[-1])
+def _holders(resources: dict[str, _ResourceState]) -> dict[str, set[str]]:
+    """UID -> the resources holding an event with it."""
+    holders: dict[str, set[str]] = defaultdict(set)
+    for key, state in resources.items():
+        for uid, _rid in state.refs:
+            holders[uid].add(key)
+    return holders
+
+
+def _clashes(resources: dict[str, _ResourceState]) -> set[str]:
+    return {uid for uid, keys in _holders(resources).items() if len(keys) > 1}
 
 
 def _crlf(data: bytes) -> bytes:
@@ -535,46 +810,3 @@ def _crlf(data: bytes) -> bytes:
     if b"\r\n" in data:
         return data
     return data.replace(b"\n", b"\r\n")
-
-
-def _is_invalid_token(exc: Exception) -> bool:
-    return isinstance(exc, dav_errors.DAVError) and dav.ValidSyncToken.tag in exc.preconditions
-
-
-def _means_no_sync_support(exc: Exception) -> bool:
-    """Did a sync-collection REPORT fail because the server cannot do it at all?"""
-    if not isinstance(exc, dav_errors.DAVError) or _is_invalid_token(exc):
-        return False
-    if dav.SupportedReport.tag in exc.preconditions:
-        return True
-    if isinstance(exc, dav_errors.ReportError) and exc.status is None:
-        return True  # the library knows from its feature table that sync is unsupported
-    return exc.status in _NO_SYNC_STATUSES
-
-
-def _translate(exc: Exception, what: str) -> FeedbackAgendasError:
-    """Map a ``caldav``/``requests`` error to our tree; never quotes response bodies."""
-    if isinstance(exc, FeedbackAgendasError):
-        return exc
-    if isinstance(exc, dav_errors.ETagMismatchError | dav_errors.ScheduleTagMismatchError):
-        return PreconditionFailed(f"{what}: the resource changed since it was read")
-    if isinstance(exc, dav_errors.RateLimitError):
-        return RateLimited(f"{what}: rate limited", retry_after=exc.retry_after_seconds)
-    if isinstance(exc, dav_errors.NotFoundError):
-        return NotFound(f"{what}: not found")
-    if isinstance(exc, _http.Timeout | _http.ConnectionError):
-        return TransientError(f"{what}: {type(exc).__name__}")
-    if isinstance(exc, dav_errors.DAVError):
-        status = exc.status
-        if isinstance(exc, dav_errors.AuthorizationError) or status in (401, 403):
-            return PermissionDenied(f"{what}: {status or 'not authorised'}")
-        if status == 404:
-            return NotFound(f"{what}: not found")
-        if status == 412:
-            return PreconditionFailed(f"{what}: the resource changed since it was read")
-        if status is not None and status >= 500:
-            return TransientError(f"{what}: server error {status}")
-        return ProviderError(f"{what}: {type(exc).__name__} {status or ''}".rstrip())
-    if isinstance(exc, _http.RequestException):
-        return TransientError(f"{what}: {type(exc).__name__}")
-    return ProviderError(f"{what}: {type(exc).__name__}")

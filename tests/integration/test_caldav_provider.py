@@ -7,12 +7,9 @@ itself and forwards everything else.
 
 from __future__ import annotations
 
-import http.client
 import logging
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +18,7 @@ from caldav.davclient import DAVClient
 
 from agendas.errors import NotFound, PermissionDenied, TransientError
 from integrations.calendars.caldav import CaldavProvider
+from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import (  # noqa: F401
     RadicaleServer,
     free_loopback_port,
@@ -29,7 +27,6 @@ from tests.integration.radicale import (  # noqa: F401
 
 USER = "mona"
 OWNER = "mona@example.com"
-Fault = Callable[[str, bytes], int | None]  # (method, body) -> status to answer, or forward
 
 
 def event(uid: str, summary: str = "Mona / Alice 1:1") -> str:
@@ -40,53 +37,6 @@ def event(uid: str, summary: str = "Mona / Alice 1:1") -> str:
         f"ATTENDEE:mailto:{OWNER}\r\nATTENDEE:mailto:alice@example.com\r\n"
         "END:VEVENT\r\nEND:VCALENDAR\r\n"
     )
-
-
-class FaultProxy:
-    """Forwards HTTP to Radicale unless ``fault`` says to answer with a status itself."""
-
-    def __init__(self, upstream: str) -> None:
-        self.fault: Fault = lambda _method, _body: None
-        target = urlsplit(upstream)
-        host = target.hostname or "127.0.0.1"
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = proxy.fault(self.command, body)
-                if status is not None:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                conn = http.client.HTTPConnection(host, target.port, timeout=10)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                conn.close()
-
-            do_GET = do_PUT = do_REPORT = do_PROPFIND = do_DELETE = do_OPTIONS = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def basic_client(url: str) -> DAVClient:
@@ -103,8 +53,8 @@ def calendar(radicale_server: RadicaleServer) -> Iterator[Any]:  # noqa: F811
 
 
 @pytest.fixture
-def proxy(radicale_server: RadicaleServer) -> Iterator[FaultProxy]:  # noqa: F811
-    fault_proxy = FaultProxy(radicale_server.url)
+def proxy(radicale_server: RadicaleServer) -> Iterator[HttpProxy]:  # noqa: F811
+    fault_proxy = HttpProxy(radicale_server.url)
     yield fault_proxy
     fault_proxy.close()
 
@@ -123,9 +73,9 @@ def provider_at(base: str, calendar: Any, name: str = "work") -> CaldavProvider:
 
 
 def test_a_server_without_sync_collection_is_listed_by_etags(
-    calendar: Any, proxy: FaultProxy, caplog: pytest.LogCaptureFixture
+    calendar: Any, proxy: HttpProxy, caplog: pytest.LogCaptureFixture
 ) -> None:
-    proxy.fault = lambda method, body: 501 if b"sync-collection" in body else None
+    proxy.fault = lambda method, _path, body: 501 if b"sync-collection" in body else None
     calendar.save_event(event("a@example.com"))
     calendar.save_event(event("b@example.com"))
     provider = provider_at(proxy.url, calendar)
@@ -151,11 +101,11 @@ def test_a_server_without_sync_collection_is_listed_by_etags(
     [(503, TransientError), (500, TransientError), (403, PermissionDenied)],
 )
 def test_server_errors_are_translated(
-    calendar: Any, proxy: FaultProxy, status: int, error: type[Exception]
+    calendar: Any, proxy: HttpProxy, status: int, error: type[Exception]
 ) -> None:
     calendar.save_event(event("a@example.com"))
     provider = provider_at(proxy.url, calendar)
-    proxy.fault = lambda method, _body: status if method == "REPORT" else None
+    proxy.fault = lambda method, _path, _body: status if method == "REPORT" else None
     with pytest.raises(error):
         provider.read_changes(None)
     provider.close()

@@ -321,8 +321,8 @@ def make_setup(
         calendar=f"Work {cal_id[:6]}",  # by display name, as an admin would write it
         owner=OWNER,
         default_timezone="Europe/Stockholm",
-        # The provider's own client negotiates auth (Radicale delays that 401);
-        # most tests hand it a Basic-auth client to stay fast.
+        # The provider's own session sends Basic auth up front to a loopback
+        # server; most tests hand it a ready caldav client, as the bench does.
         client=None if own_client else user_client(server),
     )
     store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
