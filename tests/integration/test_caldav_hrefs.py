@@ -194,8 +194,12 @@ def test_every_awkward_resource_name_is_read_written_and_reported(
         assert START_MARKER.encode() in data, name  # written to the resource it came from
         assert data.startswith(b"BEGIN:VCALENDAR")
 
-    # Every later cycle, in a new process or not, is one REPORT and no write.
-    assert cal.cycle().writes == 0
+    # Every later cycle, in a new process, is one REPORT and no write: the
+    # echo of our own PUTs is not fetched back (their etags are in the cursor).
+    cal.proxy.reset()
+    echo = cal.cycle()
+    assert echo.writes == 0 and echo.actions == {}
+    assert cal.proxy.counts() == {"report": 1}
     cal.proxy.reset()
     quiet = cal.cycle()
     assert quiet.writes == 0 and quiet.actions == {}
