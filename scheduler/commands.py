@@ -71,7 +71,7 @@ def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[Cy
             reports.append(
                 run_calendar(
                     calendar.name,
-                    partial(build_provider, calendar),
+                    partial(build_provider, calendar, store),
                     store,
                     rules,
                     renderer,
@@ -88,7 +88,7 @@ def revert_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> dict[
     result = {}
     with open_store(cfg) as store:
         for calendar in cfg.calendars:
-            provider = build_provider(calendar)
+            provider = build_provider(calendar, store)
             try:
                 result[calendar.name] = revert_calendar(provider, store, now, dry_run=dry_run)
             finally:

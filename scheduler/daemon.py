@@ -172,7 +172,7 @@ class Daemon:
         store: Store | None = None,
         clock: Callable[[], datetime] = utc_now,
         notifier: Notifier | None = None,
-        provider_factory: Callable[[Any], CalendarProvider] = build_provider,
+        provider_factory: Callable[[Any], CalendarProvider] | None = None,
         replica_id: str | None = None,
         lease_ttl: timedelta = timedelta(seconds=60),
         metrics: DaemonMetrics | None = None,
@@ -182,7 +182,8 @@ class Daemon:
         self.engine = self.store.engine
         self.clock = clock
         self.notifier = notifier or AppriseNotifier()
-        self.provider_factory = provider_factory
+        # CalDAV calendars reuse the collection URLs discovered by any process.
+        self.provider_factory = provider_factory or partial(build_provider, store=self.store)
         self.replica_id = (
             replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )

@@ -7,8 +7,12 @@ from typing import Any
 from integrations.calendars.base import CalendarProvider, provider_class
 
 
-def build_provider(calendar: Any) -> CalendarProvider:
-    """Instantiate the provider for one ``calendars[]`` entry of the config."""
+def build_provider(calendar: Any, store: Any = None) -> CalendarProvider:
+    """Instantiate the provider for one ``calendars[]`` entry of the config.
+
+    ``store`` (a :class:`~scheduler.store.Store`) lets a CalDAV provider reuse
+    the collection URL an earlier process discovered.
+    """
     cls = provider_class(calendar.provider)
     kind = calendar.provider
     if kind == "memory":
@@ -41,6 +45,7 @@ def build_provider(calendar: Any) -> CalendarProvider:
             owner=calendar.owner,
             verify_tls=calendar.verify_tls,
             default_timezone=getattr(calendar, "timezone", None) or "UTC",
+            collections=store,
         )
     else:  # pragma: no cover - config validation rejects unknown providers
         raise ValueError(f"unknown provider {kind!r}")

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import (
     Boolean,
@@ -115,6 +116,20 @@ calendar_health = Table(
     Column("last_failure_at", UTCDateTime(), nullable=True),
     Column("consecutive_failures", Integer(), nullable=False),
     Column("last_error_kind", String(64), nullable=True),
+    PrimaryKeyConstraint("calendar"),
+)
+
+# Where each CalDAV calendar named by display name was found, so that a new
+# process (a cron sync, a restarted daemon, another replica) does not discover
+# it again. ``config_digest`` is a digest of the server URL (without any
+# userinfo), the user name and the calendar's name: a config change means a
+# new discovery. No credentials. (revision 0060)
+caldav_collections = Table(
+    "caldav_collections",
+    metadata,
+    Column("calendar", String(200), nullable=False),
+    Column("config_digest", String(64), nullable=False),
+    Column("url", Text(), nullable=False),
     PrimaryKeyConstraint("calendar"),
 )
 
@@ -227,6 +242,33 @@ class Store:
                 update(calendar_cursors)
                 .where(calendar_cursors.c.calendar == calendar)
                 .values(cursor=None)
+            )
+
+    # -- discovered CalDAV collections ---------------------------------------
+
+    def discovered_collection(self, calendar: str, config_digest: str) -> str | None:
+        """The collection URL found for ``calendar`` under this config; None if unknown."""
+        t = caldav_collections.c
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(t.url).where(t.calendar == calendar, t.config_digest == config_digest)
+            ).scalar_one_or_none()
+
+    def remember_collection(self, calendar: str, config_digest: str, url: str | None) -> None:
+        """Keep (or, with ``url=None``, forget) where ``calendar`` was found."""
+        if url is not None and (urlsplit(url).username or urlsplit(url).password):
+            raise ValueError("a collection URL with credentials in it is not stored")
+        with write_transaction(self.engine) as conn:
+            if url is None:
+                conn.execute(
+                    delete(caldav_collections).where(caldav_collections.c.calendar == calendar)
+                )
+                return
+            _upsert(
+                conn,
+                caldav_collections,
+                [{"calendar": calendar, "config_digest": config_digest, "url": url}],
+                keys=("calendar",),
             )
 
     # -- records -------------------------------------------------------------

@@ -10,6 +10,12 @@ no valid URL at all.
   of the request that returned them (relative hrefs included), and never
   decoded and rebuilt. A resource is known by its href relative to the
   collection (the raw last segment) or, outside it, by its absolute URL.
+- **Discovery**: a calendar named by display name is found with three
+  PROPFINDs (principal, calendar home, its members). The URL found is kept in
+  the store (``collections``) and reused by every later process; discovery
+  runs again only when the collection answers 404, 301 or 308, or the config
+  changes. Credentials go with the first request over TLS or to a loopback
+  address, so there is no 401 round trip.
 - **Incremental sync** is an RFC 6578 ``sync-collection`` REPORT (truncated
   replies are followed). An invalid token raises
   :class:`~agendas.errors.CursorExpired`; the engine then lists once in full.
@@ -46,14 +52,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from agendas.errors import (
@@ -93,10 +100,24 @@ DEFAULT_TIMEOUT_SECONDS = 30
 
 # Statuses of a sync-collection REPORT that mean "this server cannot do it".
 _NO_SYNC_STATUSES = {400, 405, 415, 501}
+# Statuses of a request to the collection itself that mean "it is not (or no longer) here".
+_MOVED_STATUSES = {404, 301, 308}
 _EVENTLESS_COMPONENTS = ("VTODO", "VJOURNAL", "VFREEBUSY")
 _XML = {"Content-Type": "application/xml; charset=utf-8"}
 
 _Key = tuple[str, str | None]  # (UID, RECURRENCE-ID text) of one event
+
+
+class CollectionMemory(Protocol):
+    """Where discovered collection URLs are kept across processes (the store does it).
+
+    ``config_digest`` changes with the server URL, the user name and the
+    calendar's name: a URL remembered under another digest is not returned.
+    """
+
+    def discovered_collection(self, calendar: str, config_digest: str) -> str | None: ...
+
+    def remember_collection(self, calendar: str, config_digest: str, url: str | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +158,8 @@ class CaldavProvider:
     path relative to ``url``). ``client`` may be a ready ``caldav.DAVClient``
     whose HTTP session and auth are used (tests and the bench pass one);
     otherwise a session is made from ``url``, ``username`` and ``password``.
+    ``collections`` (the store) keeps the URL that discovery by display name
+    found, for every later process.
     """
 
     def __init__(
@@ -150,6 +173,7 @@ class CaldavProvider:
         verify_tls: bool = True,
         default_timezone: str = "UTC",
         client: Any = None,
+        collections: CollectionMemory | None = None,
     ) -> None:
         self.name = name
         # Credentials in the URL go to the session apart: the URL we log (and
@@ -173,6 +197,8 @@ class CaldavProvider:
             auth=getattr(client, "auth", None),
         )
         self._collection: str | None = None  # the collection's URL, ending in "/"
+        self._collections = collections
+        self._username = username if username is not None else getattr(client, "username", None)
         self._sync_supported = True
         # key -> (full etag, bytes) of the last version read, for writes without a GET.
         self._cache: dict[str, tuple[str, bytes]] = {}
@@ -197,7 +223,14 @@ class CaldavProvider:
         self._written.clear()  # etags of earlier writes are in what this read sees
         previous = None if cursor is None else self._decode_cursor(cursor)
         collection = self._collection_url()
-        listing, removed, token = self._list_changes(collection, previous)
+        try:
+            listing, removed, token = self._list_changes(collection, previous)
+        except _CollectionMoved as exc:
+            collection = self._rediscover(exc)
+            try:
+                listing, removed, token = self._list_changes(collection, previous)
+            except _CollectionMoved as again:
+                raise NotFound(f"calendar {self._calendar_spec!r}: {again}") from again
 
         resources: dict[str, _ResourceState] = dict(previous.resources) if previous else {}
         changed: list[str] = []
@@ -420,15 +453,70 @@ class CaldavProvider:
     # -- talking to the server --------------------------------------------------
 
     def _collection_url(self) -> str:
-        """The calendar collection's URL; looked up once (by URL, or by display name)."""
+        """The calendar collection's URL: given, remembered, or discovered by display name."""
         if self._collection is None:
             spec = self._calendar_spec
-            if spec.startswith(("http://", "https://", "/")):
+            if self._by_url():
                 url = resolve_href(self.url, spec)
             else:
-                url = self._discover(spec)
+                url = self._recall() or self._discover_and_remember(spec)
             self._collection = url if url.endswith("/") else url + "/"
         return self._collection
+
+    def _by_url(self) -> bool:
+        return self._calendar_spec.startswith(("http://", "https://", "/"))
+
+    def _rediscover(self, moved: _CollectionMoved) -> str:
+        """The collection answered 404 or moved: discover it again (display names only)."""
+        if self._by_url():
+            raise NotFound(f"calendar {self._calendar_spec!r}: {moved}; check its URL") from moved
+        log.info("calendar %s: %s; discovering it again", self.name, moved)
+        self._collection = None
+        self._forget()
+        self._collection = self._discover_and_remember(self._calendar_spec)
+        if not self._collection.endswith("/"):
+            self._collection += "/"
+        return self._collection
+
+    def _config_digest(self) -> str:
+        parts = urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]  # never a password, not even hashed
+        bare = urlunsplit(parts._replace(netloc=host))
+        raw = json.dumps([bare, self._username or "", self._calendar_spec])
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def _recall(self) -> str | None:
+        if self._collections is None:
+            return None
+        try:
+            return self._collections.discovered_collection(self.name, self._config_digest())
+        except Exception as exc:  # the store is a cache here: discovery still works
+            log.warning(
+                "calendar %s: cannot read the remembered collection: %s",
+                self.name,
+                type(exc).__name__,
+            )
+            return None
+
+    def _discover_and_remember(self, spec: str) -> str:
+        url = self._discover(spec)
+        if self._collections is not None and not urlsplit(url).username:
+            try:
+                self._collections.remember_collection(self.name, self._config_digest(), url)
+            except Exception as exc:
+                log.warning(
+                    "calendar %s: cannot remember the collection: %s", self.name, type(exc).__name__
+                )
+        return url
+
+    def _forget(self) -> None:
+        if self._collections is not None:
+            try:
+                self._collections.remember_collection(self.name, self._config_digest(), None)
+            except Exception as exc:
+                log.warning(
+                    "calendar %s: cannot forget the collection: %s", self.name, type(exc).__name__
+                )
 
     def _discover(self, wanted: str) -> str:
         """Find the collection whose display name (or last path segment) is ``wanted``.
@@ -463,7 +551,9 @@ class CaldavProvider:
                 return resolve_href(member.href, href)
         return None
 
-    def _propfind(self, url: str, props: str, *, depth: str, what: str) -> Multistatus:
+    def _propfind(
+        self, url: str, props: str, *, depth: str, what: str, follow_redirects: bool = True
+    ) -> Multistatus:
         body = (
             '<?xml version="1.0" encoding="utf-8"?>'
             '<D:propfind xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">'
@@ -475,8 +565,12 @@ class CaldavProvider:
             body=body,
             headers={**_XML, "Depth": depth},
             what=what,
-            follow_redirects=True,  # /.well-known/caldav and friends redirect
+            # Discovery follows redirects (/.well-known/caldav and friends);
+            # the collection itself must not move under a remembered URL.
+            follow_redirects=follow_redirects,
         )
+        if not follow_redirects and response.status_code in _MOVED_STATUSES:
+            raise _CollectionMoved(f"the collection answered {response.status_code}")
         if response.status_code != 207:
             raise status_error(response.status_code, what, response.headers)
         return parse_multistatus(response.content or b"", str(response.url))
@@ -523,6 +617,8 @@ class CaldavProvider:
                 what="sync-collection REPORT",
             )
             status = response.status_code
+            if status in _MOVED_STATUSES:
+                raise _CollectionMoved(f"the collection answered {status}")
             if status != 207:
                 text = response.content or b""
                 if token and b"valid-sync-token" in text:
@@ -552,7 +648,9 @@ class CaldavProvider:
 
     def _list_all(self, collection: str) -> dict[str, str]:
         """Every resource's etag, by a depth-1 PROPFIND (servers without sync-collection)."""
-        found = self._propfind(collection, "<D:getetag/>", depth="1", what="PROPFIND")
+        found = self._propfind(
+            collection, "<D:getetag/>", depth="1", what="PROPFIND", follow_redirects=False
+        )
         own = path_key(collection)
         listing = {}
         for item in found.responses:
@@ -764,6 +862,10 @@ class CaldavProvider:
             raise
         except (ValueError, KeyError, TypeError, binascii.Error, zlib.error) as exc:
             raise CursorExpired("unreadable CalDAV cursor") from exc
+
+
+class _CollectionMoved(Exception):
+    """The collection answered 404, 301 or 308: a remembered URL is stale."""
 
 
 class _NoSyncSupport(Exception):

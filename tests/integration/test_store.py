@@ -599,3 +599,21 @@ def test_competing_holders_never_hold_the_same_resource(store: Store) -> None:
     }
     held = {res: who for res, who in leases.holders(store, resources).items() if res in last}
     assert held == last
+
+
+def test_a_discovered_caldav_collection_is_kept_per_config_and_can_be_forgotten(
+    store: Store,
+) -> None:
+    url = "https://dav.example.com/mona/work%20cal/"
+    assert store.discovered_collection("work", "d1") is None
+    store.remember_collection("work", "d1", url)
+    assert store.discovered_collection("work", "d1") == url  # exactly as found
+    assert store.discovered_collection("work", "d2") is None  # the config changed
+    store.remember_collection("work", "d2", url + "x/")
+    assert store.discovered_collection("work", "d1") is None
+    assert store.discovered_collection("work", "d2") == url + "x/"
+    store.remember_collection("work", "d2", None)
+    assert store.discovered_collection("work", "d2") is None
+    with pytest.raises(ValueError, match="credentials"):
+        store.remember_collection("work", "d1", "https://mona:secret@dav.example.com/cal/")
+    assert table_rows(store, "caldav_collections") == []
