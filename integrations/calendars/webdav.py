@@ -21,6 +21,7 @@ Nothing here logs a body, a description or a credential.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from agendas.errors import (
     RateLimited,
     TransientError,
 )
+
+log = logging.getLogger(__name__)
 
 # The HTTP library caldav was built with (niquests, or requests as a fallback).
 http: Any = getattr(caldav.davclient, "requests")  # noqa: B009
@@ -135,9 +138,14 @@ def parse_multistatus(body: bytes, base: str) -> Multistatus:
             prop = propstat.find(DAV + "prop")
             for element in prop if prop is not None else ():
                 props[element.tag] = element
+        try:
+            href = resolve_href(base, href_el.text or "")
+        except ValueError:  # not a URL at all (say, a broken IPv6 host): nothing to name
+            log.warning("skipped a multistatus response whose href is not a URL")
+            continue
         responses.append(
             DavResponse(
-                href=resolve_href(base, href_el.text or ""),
+                href=href,
                 status=_status_code(item.findtext(DAV + "status")),
                 props=props,
             )
