@@ -225,7 +225,9 @@ def test_a_resource_the_server_cannot_serve_does_not_block_the_calendar(cal: Cal
     first = cal.cycle()
     assert first.ok, first.error
     assert entries(first)["alice@example.com"]["action"] == "inserted"
-    assert "bob@example.com" not in entries(first)
+    skipped = entries(first)["broken.ics"]  # never read: named by its resource
+    assert (skipped["action"], skipped["reason"]) == ("skipped", "malformed")
+    assert "500" in skipped["detail"]
     assert first.skipped["malformed"] == 1  # skipped with a reason, and logged
     assert START_MARKER.encode() in cal.get("alice.ics")
 
@@ -291,7 +293,9 @@ def test_a_uid_in_two_resources_is_a_clash_and_neither_is_written(cal: Calendar)
     (cal.folder / "bob-copy.ics").write_bytes(copy)
     clash = cal.cycle()
     assert clash.ok, clash.error
-    assert "bob@example.com" not in entries(clash)  # not decided, not "deleted"
+    reported = entries(clash)["bob@example.com"]  # a clash, not "deleted"
+    assert (reported["action"], reported["reason"]) == ("skipped", "malformed")
+    assert "2 resources (bob-copy.ics, bob.ics)" in reported["detail"]
     assert clash.skipped["malformed"] == 1
     assert clash.writes == 0
     assert any(r.event_id == "bob@example.com" for r in cal.store.records("work"))
