@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from caldav.davclient import DAVClient
+from caldav.elements import dav
 
+from integrations.calendars.caldav import CaldavProvider
+from scheduler.store import Store
 from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 
@@ -143,3 +147,49 @@ def test_a_config_change_discovers_again(cron: Cron) -> None:
     _, wire, _ = cron.sync()
     assert wire["propfind"] == 3
     assert cron.sync()[1] == {"report": 1}
+
+
+@pytest.mark.parametrize("status", [301, 308])
+def test_a_collection_that_moved_permanently_is_discovered_again(
+    cron: Cron, tmp_path: Path, status: int
+) -> None:
+    old = cron.make_calendar()
+    store = Store.open(f"sqlite:///{tmp_path / 'moves.db'}")
+
+    def provider() -> CaldavProvider:
+        return CaldavProvider(
+            name="work",
+            url=cron.proxy.url + "/",
+            username=USER,
+            password="pw",
+            calendar=cron.display_name,
+            owner=OWNER,
+            collections=store,
+        )
+
+    first = provider()
+    assert [m.ref.event_id for m in first.read_changes(None).meetings] == ["alice-1on1@example.com"]
+    first.close()
+    old_path = urlsplit(str(old.url)).path
+
+    # The calendar now lives elsewhere; its old URL says so.
+    old.set_properties([dav.DisplayName("Archive")])
+    new = cron.make_calendar()
+    new_path = urlsplit(str(new.url)).path
+    cron.proxy.respond = lambda method, path, _body: (
+        (status, {"Location": cron.proxy.url + new_path}, b"")
+        if path.startswith(old_path)
+        else None
+    )
+    cron.proxy.reset()
+    later = provider()
+    try:
+        changes = later.read_changes(None)
+    finally:
+        later.close()
+    assert [m.ref.event_id for m in changes.meetings] == ["alice-1on1@example.com"]
+    assert cron.proxy.counts()["propfind"] == 3  # discovered again, once
+    assert store.discovered_collection("work", later._config_digest()) == (
+        cron.proxy.url + new_path
+    )
+    store.close()
