@@ -76,6 +76,7 @@ class CycleReport:
     error_message: str | None = None
     # Events skipped before any decision: (ref, reason code, detail).
     unreadable: list[tuple[EventRef, str, str]] = field(default_factory=list)
+    tracebacks_logged: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -470,7 +471,10 @@ def _event_failed(report: CycleReport, ref: EventRef, exc: Exception) -> None:
     _skip_item(report, ref, reason, failure.message)
     if failure.kind != INVALID_DATA:
         report.errors[failure.kind] += 1
-        if not failure.expected:
+        bug = type(exc).__qualname__
+        if not failure.expected and bug not in report.tracebacks_logged:
+            # Once per cycle and type: one bug in many events is one traceback.
+            report.tracebacks_logged.add(bug)
             log.error(
                 "calendar %s: deciding %s failed", ref.calendar, _short(ref.event_id), exc_info=exc
             )

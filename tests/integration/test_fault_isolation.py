@@ -503,3 +503,38 @@ def test_long_ids_and_a_long_host_name_still_get_reminders_sent_on_postgresql(
         finally:
             daemon.shutdown()
             daemon.store.close()
+
+
+def test_a_bug_hit_by_many_events_is_one_traceback_and_counted_as_internal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from agendas.render import AgendaRenderer
+    from integrations.calendars.vdir import VdirProvider
+    from scheduler.engine import run_cycle
+    from scheduler.org_directory import resolve_rules
+
+    class BuggyRenderer(AgendaRenderer):
+        """Our renderer with a bug in the team agendas (not a template error: Python's own)."""
+
+        def render_block(self, plan, fmt):  # type: ignore[no-untyped-def]
+            if plan.kind.value == "team":
+                raise ZeroDivisionError("integer division or modulo by zero")
+            return super().render_block(plan, fmt)
+
+    calendar = vdir_calendar(tmp_path, "good")
+    cfg = load_config(write_config(tmp_path, [calendar]))
+    provider = VdirProvider("good", Path(calendar["path"]), OWNER, "Europe/Stockholm")
+    with Store.open(cfg.storage.url) as store, caplog.at_level(logging.WARNING):
+        now = datetime.combine(
+            demo_week_start(datetime.now(UTC), "Europe/Stockholm"), datetime.min.time(), UTC
+        )
+        report = run_cycle(provider, store, resolve_rules(cfg), BuggyRenderer(), now)
+    failed = [(ref, reason) for ref, reason, _detail in report.unreadable]
+    assert len(failed) >= 3 and {reason for _ref, reason in failed} == {"error_internal"}
+    assert report.errors == {"internal": len(failed)} and not report.ok
+    assert report.error is None  # the cycle itself finished and committed
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "ZeroDivisionError" in caplog.text
+    assert report.actions["inserted"] >= 4  # the 1:1s
