@@ -345,7 +345,7 @@ def _tokenise(raw: str) -> str:
     a comment's end is searched once, from where the last search ended (an
     unclosed ``<!--`` and everything after it is text).
     """
-    raw = raw.replace(_SOFT_BREAK, " ")
+    raw = raw.replace(_SOFT_BREAK, " ").replace("\r\n", "\n").replace("\r", "\n")
     if "<" not in raw:
         return _decode(raw)
     out: list[str] = []
@@ -430,7 +430,7 @@ class _Reading:
 
 @lru_cache(maxsize=4096)
 def _read(raw: str) -> _Reading:
-    text = _tokenise(raw).replace("\r\n", "\n").replace("\r", "\n")
+    text = _tokenise(raw)
     rich_lines: list[list[str]] = []
     plain_lines: list[list[str]] = []
     for line in text.split("\n"):
@@ -568,6 +568,35 @@ def count_filled_entries(description: str) -> int:
     was written is feedback content and never leaves this function.
     """
     return _count_filled(description, _ONE_ON_ONE_ENTRY)
+
+
+# Headings and the entry that only a corrective slot has, in the shipped
+# wording (en, sv), compared in lower case without bullets or formatting.
+CORRECTIVE_LINES = (
+    "this you can do better",
+    "this you should stop doing",
+    "det här kan du göra bättre",
+    "det här bör du sluta med",
+)
+CORRECTIVE_ENTRY_LABELS = ("what to do instead", "vad du kan göra i stället")
+_CORRECTIVE_ENTRY = _entry_pattern(CORRECTIVE_ENTRY_LABELS)
+
+
+def holds_corrective_slot(description: str) -> bool:
+    """True when any block in the description (complete, ours or not) holds a corrective slot.
+
+    Recognised by the slot's heading ("This you can do better", "This you
+    should stop doing") or its "What to do instead" entry, in English or
+    Swedish, in any rendering. Used to keep corrective words out of a meeting
+    that is no longer a 1:1 (R4), so a block the user edited counts too.
+    """
+    blocks, _ = _parse(description)
+    for block in blocks:
+        for line in _readable(description[block.content_begin : block.content_end]).split("\n"):
+            words = line.removeprefix("- ").strip().rstrip(":").casefold()
+            if words in CORRECTIVE_LINES or _CORRECTIVE_ENTRY.match(line):
+                return True
+    return False
 
 
 # --- writing ---------------------------------------------------------------

@@ -78,6 +78,16 @@ _WRITE_FORBIDDEN = frozenset(
 )
 
 
+class AudienceProblem(StrEnum):
+    """Why corrective words may not stay in a meeting: someone besides the pair can read them."""
+
+    THIRD_PERSON = "third_person"
+    EXTERNAL_GUEST = "external_guest"
+    ATTENDEES_OMITTED = "attendees_omitted"
+    GROUP_ADDRESS = "group_address"
+    NOT_MANAGER_AND_REPORT = "not_manager_and_report"
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     """The kind of a meeting; ``reason`` is set for skips.
@@ -122,6 +132,32 @@ def classify_meeting(meeting: Meeting, rules: Rules) -> Classification:
     if len(humans) == 2:
         return _classify_pair(humans, rules)
     return _classify_group(meeting.title, humans, rules)
+
+
+def audience_problem(meeting: Meeting, rules: Rules) -> AudienceProblem | None:
+    """Who can read the meeting, as far as a corrective slot is concerned (R4).
+
+    None when only a manager and one report of theirs can (or fewer people:
+    a meeting of one). Unlike :func:`classify_meeting`, opt-outs and facts
+    that forbid writes play no part: a corrective slot in a meeting that is
+    opted out, private or cancelled is still read by everyone invited.
+    """
+    organizer = _organizer(meeting)
+    humans = set(_people(meeting.attendees)) | ({organizer} if organizer else set())
+    if any(not rules.org.is_internal(email) for email in humans):
+        return AudienceProblem.EXTERNAL_GUEST
+    if meeting.attendees_omitted:
+        return AudienceProblem.ATTENDEES_OMITTED
+    if any(a.group and not a.resource for a in meeting.attendees):
+        return AudienceProblem.GROUP_ADDRESS
+    if len(humans) > 2:
+        return AudienceProblem.THIRD_PERSON
+    if (
+        len(humans) == 2
+        and _classify_pair(humans, rules).reason is SkipReason.NOT_MANAGER_AND_REPORT
+    ):
+        return AudienceProblem.NOT_MANAGER_AND_REPORT
+    return None
 
 
 def _write_forbidden_reason(meeting: Meeting) -> SkipReason | None:

@@ -10,20 +10,34 @@ Fail-closed rules applied here:
 - any other skip removes our block if it is still unedited (I4: a 1:1 that
   gained a third person or an outside guest loses its corrective slot), and
   leaves a block the user edited alone (I3);
-- past and far-future occurrences are left as they are.
+- past and far-future occurrences are left as they are;
+- corrective words never stay unnoticed in a meeting that is no longer a
+  1:1 (R4, issue 9): our unedited block is removed (or replaced) as above,
+  and a block with a corrective slot that is not ours to remove (the
+  manager filled it in, or we cannot tell it is ours) becomes a
+  ``PRIVACY_CONFLICT``: left as it is, with the reason the audience is
+  wrong, for the runtime to tell the manager privately.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 
-from agendas.block import KnownHashes, MergeOutcome, has_block, known_hashes, merge_block
+from agendas.block import (
+    KnownHashes,
+    MergeOutcome,
+    has_block,
+    holds_corrective_slot,
+    known_hashes,
+    merge_block,
+)
 from agendas.classify import (
     Classification,
     MeetingKind,
     SkipReason,
+    audience_problem,
     classify_meeting,
     skip,
     team_index,
@@ -42,9 +56,14 @@ class ActionKind(StrEnum):
     UNCHANGED = "unchanged"
     LEFT_EDITED = "left_edited"
     SKIPPED = "skipped"
+    # A corrective slot we may not remove sits in a meeting others can read.
+    PRIVACY_CONFLICT = "privacy_conflict"
 
 
 _WRITES = frozenset({ActionKind.INSERTED, ActionKind.UPDATED, ActionKind.REMOVED})
+_NO_AGENDA = frozenset({ActionKind.SKIPPED, ActionKind.PRIVACY_CONFLICT})
+# We are not the organizer or may not write: the event is someone else's to fix.
+_NOT_OURS = frozenset({SkipReason.NOT_ORGANIZER, SkipReason.NOT_EDITABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,9 @@ class Decision:
     a write is needed, else None. ``block_hash`` is the hash of our block in
     the event after this decision (None: no block of ours). ``revisit_at`` is
     when the decision may change without any edit to the event (None: never).
+    ``privacy_conflict`` is the audience problem (an
+    :class:`~agendas.classify.AudienceProblem` code) when corrective words
+    are left in a meeting that is no longer a 1:1, else None.
     """
 
     meeting: Meeting
@@ -66,6 +88,7 @@ class Decision:
     description: str | None
     block_hash: str | None
     revisit_at: datetime | None
+    privacy_conflict: str | None = None
 
     @property
     def needs_write(self) -> bool:
@@ -75,7 +98,7 @@ class Decision:
     @property
     def slots(self) -> tuple[str, ...]:
         """The slot codes of the agenda this decision keeps or puts in the event."""
-        if self.plan is None or self.action is ActionKind.SKIPPED:
+        if self.plan is None or self.action in _NO_AGENDA:
             return ()
         return self.plan.slots
 
@@ -96,6 +119,39 @@ def decide(
     """
     known = known_hashes(known_hash, meeting.stored_hash)
     classification = classify_meeting(meeting, rules)
+    decision = _decide(meeting, classification, rules, now, renderer, known)
+    return _guard_privacy(decision, rules)
+
+
+def _guard_privacy(decision: Decision, rules: Rules) -> Decision:
+    """Flag corrective words left in a meeting that is no longer a verified 1:1."""
+    classification = decision.classification
+    if classification.kind is MeetingKind.ONE_ON_ONE or classification.reason in _NOT_OURS:
+        return decision
+    after = decision.description if decision.needs_write else decision.meeting.description
+    if after is None or not holds_corrective_slot(after):
+        return decision
+    problem = audience_problem(decision.meeting, rules)
+    if problem is None:
+        return decision
+    if decision.needs_write:  # ours goes, but an edited copy stays
+        return replace(decision, privacy_conflict=problem.value)
+    return replace(
+        decision,
+        action=ActionKind.PRIVACY_CONFLICT,
+        reason=problem.value,
+        privacy_conflict=problem.value,
+    )
+
+
+def _decide(
+    meeting: Meeting,
+    classification: Classification,
+    rules: Rules,
+    now: datetime,
+    renderer: AgendaRenderer,
+    known: tuple[str, ...],
+) -> Decision:
     if classification.kind is MeetingKind.SKIP:
         assert classification.reason is not None
         return _decide_skip(meeting, classification, classification.reason, known)

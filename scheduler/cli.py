@@ -101,6 +101,13 @@ def sync(config_path: Path, dry_run: bool, as_json: bool) -> None:
         for report in reports:
             if report.error_message:
                 click.echo(f"failed: {report.error_message}", err=True)
+        for conflict in summary["privacy_conflicts"]:
+            event = f"{conflict['event_id']} {conflict['recurrence_id'] or ''}".rstrip()
+            click.echo(
+                f"privacy conflict: {conflict['calendar']}: {event}: corrective words left "
+                f"in a meeting that is no longer a 1:1 ({conflict['reason']})",
+                err=True,
+            )
     if any(not r.ok for r in reports):
         sys.exit(1)
 

@@ -80,6 +80,14 @@ def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[Cy
                     fingerprint=fingerprint,
                 )
             )
+        if not dry_run:
+            # This run read changes that the daemon will not read again: the
+            # managers' private messages about privacy conflicts are queued
+            # here too, for the daemon's sender (imported here: it imports us).
+            from scheduler.daemon import enqueue_privacy_alerts, team_channels
+            from scheduler.outbox import Outbox
+
+            enqueue_privacy_alerts(Outbox(store.engine), team_channels(cfg), reports, now)
     return reports
 
 

@@ -57,6 +57,7 @@ from scheduler.reminders import (
     DIGEST_TEAM,
     MEETING_KINDS,
     MeetingSlot,
+    PrivacyConflict,
     QuietHours,
     ReminderRenderer,
     ReminderSettings,
@@ -64,6 +65,7 @@ from scheduler.reminders import (
     plan_celebration,
     plan_digests,
     plan_meeting_reminders,
+    plan_privacy_alerts,
     schedule_outside_quiet_hours,
 )
 from scheduler.store import CalendarHealth, Store
@@ -296,6 +298,8 @@ class Daemon:
         self.metrics.provider_writes.inc(report.writes)
         for kind, n in report.errors.items():
             self.metrics.errors.labels(kind).inc(n)
+        for decision in report.privacy_conflicts():
+            self.metrics.privacy_conflicts.labels(decision.privacy_conflict).inc()
         finished = report.finished_at or report.started_at
         self.last_cycle_at = finished
         self.metrics.last_cycle.set(finished.timestamp())
@@ -338,6 +342,7 @@ class Daemon:
                     }
                 )
         self.outbox.enqueue(plan_meeting_reminders(slots, self.teams, self.settings, now), now)
+        enqueue_privacy_alerts(self.outbox, self.teams, [report], now)
         self._watch(watch)
         self.read_back_ended(provider, now)
 
@@ -746,6 +751,47 @@ def _version(etag: str) -> str | None:
     if not etag:
         return None
     return hashlib.sha256(etag.encode("utf-8")).hexdigest()[:32]
+
+
+def enqueue_privacy_alerts(
+    outbox: Outbox, teams: Mapping[str, TeamChannels], reports: list[CycleReport], now: datetime
+) -> int:
+    """Queue, due now, the managers' private messages about the cycles' privacy conflicts."""
+    conflicts = [c for report in reports for c in _conflicts(report, now)]
+    if not conflicts:
+        return 0
+    rows = plan_privacy_alerts(conflicts, teams, now)
+    for conflict in conflicts:
+        owner = conflict.owner.strip().lower()
+        if not any(t.manager == owner and t.manager_urls for t in teams.values()):
+            log.warning(
+                "calendar %s: privacy conflict in event %s (%s): its manager has no private"
+                " channel (people[].notify) to be told through",
+                conflict.calendar,
+                conflict.event_id,
+                conflict.reason,
+            )
+    return outbox.enqueue(rows, now)
+
+
+def _conflicts(report: CycleReport, now: datetime) -> list[PrivacyConflict]:
+    """The cycle's privacy conflicts, as the manager's alert needs them: ids and codes."""
+    conflicts = []
+    for decision in report.privacy_conflicts():
+        meeting = decision.meeting
+        span = _next_span(meeting, now)
+        conflicts.append(
+            PrivacyConflict(
+                calendar=meeting.ref.calendar,
+                event_id=meeting.ref.event_id,
+                recurrence_id=meeting.ref.recurrence_id,
+                owner=meeting.owner,
+                team=decision.classification.team,
+                reason=str(decision.privacy_conflict),
+                start=span[0] if span else meeting.start,
+            )
+        )
+    return conflicts
 
 
 def _next_span(meeting: Any, now: datetime) -> tuple[datetime, datetime] | None:

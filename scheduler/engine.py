@@ -54,6 +54,8 @@ from scheduler.store import (
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 3
+# A block we left alone: what we wrote last stays the reference for "unedited".
+_NOT_WRITTEN_BY_US = frozenset({ActionKind.LEFT_EDITED, ActionKind.PRIVACY_CONFLICT})
 
 
 @dataclass
@@ -118,6 +120,15 @@ class CycleReport:
                 }
             )
         return entries
+
+    def privacy_conflicts(self) -> list[Decision]:
+        """Events where corrective words sit in a meeting that is no longer a 1:1 (R4).
+
+        The block is not ours to remove (the manager wrote in it, or it is
+        not provably ours); the manager is told privately, and ``sync --json``,
+        ``status`` and the metrics report it.
+        """
+        return [d for d in self.decisions if d.privacy_conflict]
 
     def final_action(self, d: Decision) -> str:
         """What happened to the event: the decision, or ``failed`` when its write failed."""
@@ -509,7 +520,7 @@ def _recorded_hash(
     known = decision.meeting.stored_hash or (previous.block_hash if previous else None)
     # A write that did not happen (failed, dry run) or a block the user edited:
     # what we wrote last time is still the reference for "unedited".
-    if ref in pending or decision.needs_write or decision.action is ActionKind.LEFT_EDITED:
+    if ref in pending or decision.needs_write or decision.action in _NOT_WRITTEN_BY_US:
         return known
     return decision.block_hash
 
@@ -723,6 +734,7 @@ def summarise(reports: Iterable[CycleReport]) -> dict[str, Any]:
         "errors": Counter(),
         "conflicts": 0,
         "full_resync": [],
+        "privacy_conflicts": [],
         "events": [],
         "calendars": {},
     }
@@ -736,6 +748,15 @@ def summarise(reports: Iterable[CycleReport]) -> dict[str, Any]:
         if r.full_resync:
             total["full_resync"].append(r.calendar)
         total["events"].extend(r.event_entries())
+        total["privacy_conflicts"].extend(
+            {
+                "calendar": d.meeting.ref.calendar,
+                "event_id": d.meeting.ref.event_id,
+                "recurrence_id": d.meeting.ref.recurrence_id,
+                "reason": d.privacy_conflict,
+            }
+            for d in r.privacy_conflicts()
+        )
         total["calendars"][r.calendar] = {
             "ok": r.ok,
             "error_kind": r.error or next(iter(sorted(r.errors)), None),

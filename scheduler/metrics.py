@@ -61,6 +61,13 @@ class DaemonMetrics:
             "Reminders resent after a sender died between sending and recording",
             registry=r,
         )
+        self.privacy_conflicts = Counter(
+            "feedback_agendas_privacy_conflicts",
+            "Events seen with corrective words left in a meeting that is no longer a 1:1,"
+            " by reason (the manager is told privately)",
+            ["reason"],
+            registry=r,
+        )
         self.wins = Counter(
             "feedback_agendas_wins", "Feedback wins recorded, by kind", ["kind"], registry=r
         )

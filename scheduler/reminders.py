@@ -17,7 +17,14 @@ kind                      recipient                    channels
                                                        team per day (the key)
 ``digest_team``           ``team:NAME``                the team's URLs, weekly
 ``digest_manager``        the manager's address        the manager's own URLs
+``privacy_conflict``      the manager's address        the manager's own URLs,
+                                                       never a team channel
 ========================  ===========================  ==========================
+
+A ``privacy_conflict`` row tells a manager, at once, that corrective words
+(a 1:1 block they filled in, or one we cannot prove is ours) are left in a
+meeting that is no longer a 1:1: which meeting (calendar, date and time) and
+why (a third person, an outside guest, ...). It never quotes the block.
 
 Misfire and catch-up policy (after downtime, or when the daemon was busy):
 
@@ -55,6 +62,8 @@ BEFORE_ONE_ON_ONE = "before_one_on_one"
 CELEBRATION = "celebration"
 DIGEST_TEAM = "digest_team"
 DIGEST_MANAGER = "digest_manager"
+PRIVACY_CONFLICT = "privacy_conflict"
+PRIVACY_CONFLICT_GRACE = timedelta(days=7)
 MEETING_KINDS = (BEFORE_TEAM, BEFORE_ONE_ON_ONE)
 
 CELEBRATION_GRACE = timedelta(hours=24)
@@ -328,6 +337,63 @@ def plan_digests(
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class PrivacyConflict:
+    """Corrective words left in a meeting that is no longer a 1:1: ids and codes only."""
+
+    calendar: str
+    event_id: str
+    recurrence_id: str | None
+    owner: str  # the calendar's owner: the manager whose words they are
+    team: str | None  # the team the meeting was classified into, if any
+    reason: str  # an AudienceProblem code
+    start: datetime  # the meeting (its next occurrence, or its start)
+
+
+def plan_privacy_alerts(
+    conflicts: Iterable[PrivacyConflict], teams: Mapping[str, TeamChannels], now: datetime
+) -> list[NewReminder]:
+    """One private message per conflict to the manager's own channels, due now.
+
+    The manager is the calendar's owner; the message goes through a team they
+    manage (the meeting's team first), to that team's ``manager_urls`` only.
+    The key holds the event and the reason, so a conflict is told once, and
+    again only when its reason changes.
+    """
+    rows: list[NewReminder] = []
+    for conflict in conflicts:
+        owner = conflict.owner.strip().lower()
+        managed = [t for t in teams.values() if t.manager == owner and t.manager_urls]
+        managed.sort(key=lambda t: t.name != conflict.team)
+        if not managed:
+            continue
+        team = managed[0]
+        ident = "\x1f".join(
+            (conflict.calendar, conflict.event_id, conflict.recurrence_id or "", conflict.reason)
+        )
+        occurrence = "privacy:" + hashlib.sha256(ident.encode("utf-8")).hexdigest()[:40]
+        params = {
+            "locale": team.locale,
+            "start": conflict.start.isoformat(),
+            "reason": conflict.reason,
+            "calendar": conflict.calendar,
+        }
+        rows += [
+            NewReminder(
+                kind=PRIVACY_CONFLICT,
+                occurrence=occurrence,
+                recipient=team.manager,
+                channel=channel_id(url),
+                due_at=now,
+                expires_at=now + PRIVACY_CONFLICT_GRACE,
+                team=team.name,
+                params=params,
+            )
+            for url in team.manager_urls
+        ]
+    return rows
+
+
 def _tip_index(occurrence: str, locale: str) -> int:
     digest = hashlib.sha256(occurrence.encode("utf-8")).digest()
     return digest[0] % len(PRACTICE_TIPS.get(locale, PRACTICE_TIPS["en"]))
@@ -380,10 +446,14 @@ class ReminderRenderer:
                 int(item.params.get("tip", 0)) % len(PRACTICE_TIPS[locale])
             ],
             "start_local": "",
+            "start_date": "",
+            "calendar": str(item.params.get("calendar", "")),
+            "reason": str(item.params.get("reason", "")),
         }
         if "start" in item.params:
             start = datetime.fromisoformat(str(item.params["start"])).astimezone(zone)
             context["start_local"] = start.strftime("%H:%M")
+            context["start_date"] = start.date().isoformat()
         if (
             item.kind in (CELEBRATION, DIGEST_TEAM, DIGEST_MANAGER)
             and "positive_only" not in item.params

@@ -184,9 +184,69 @@ def test_third_team_member_turns_the_corrective_slot_into_praise() -> None:
 
 
 def test_edited_block_in_a_meeting_that_stopped_qualifying_is_left_alone() -> None:
-    m = edit_inside_block(with_block(meeting(MONA, ANNA)))
-    d = run(replace(m, attendees=(person(MONA), person(ANNA), person(GUEST))))
+    # Not corrective ("this you do well"): the user's words, nothing to flag.
+    well = replace(RULES, policy=Policy(one_on_one_focus=Focus.WELL))
+    m = edit_inside_block(with_block(meeting(MONA, ANNA), well))
+    d = run(replace(m, attendees=(person(MONA), person(ANNA), person(GUEST))), well)
     assert (d.action, d.reason, d.needs_write) == (ActionKind.LEFT_EDITED, "external_guest", False)
+    assert d.privacy_conflict is None
+
+
+def filled_in(m: Meeting) -> Meeting:
+    """The manager wrote their corrective feedback into our 1:1 block."""
+    assert "What to do instead: ___" in m.description
+    text = m.description.replace("What to do instead: ___", "What to do instead: ask first")
+    return replace(m, description=text)
+
+
+@pytest.mark.parametrize(
+    ("attendees", "code"),
+    [
+        ((MONA, ANNA, GUEST), "external_guest"),
+        ((MONA, ANNA, BO), "third_person"),  # now a team meeting of the platform team
+        ((MONA, ANNA, SVEN), "third_person"),
+        ((MONA, EVA), "not_manager_and_report"),  # the report was swapped for someone else
+    ],
+)
+def test_a_filled_in_corrective_block_in_a_meeting_others_read_is_a_privacy_conflict(
+    attendees: tuple[str, ...], code: str
+) -> None:
+    m = filled_in(with_block(meeting(MONA, ANNA)))
+    assert run(m).action is ActionKind.LEFT_EDITED  # still a 1:1: simply the manager's words
+    d = run(replace(m, attendees=tuple(person(a) for a in attendees)))
+    assert (d.action, d.reason, d.privacy_conflict) == (ActionKind.PRIVACY_CONFLICT, code, code)
+    assert (d.needs_write, d.description, d.slots) == (False, None, ())
+    assert d.block_hash == m.stored_hash  # never deleted: the words are the manager's
+
+
+def test_an_unedited_corrective_block_of_ours_is_removed_not_flagged() -> None:
+    m = with_block(meeting(MONA, ANNA))
+    d = run(replace(m, attendees=(person(MONA), person(ANNA), person(GUEST))))
+    assert (d.action, d.privacy_conflict) == (ActionKind.REMOVED, None)
+    # The copy lost its hash property, but our record of the series knows it.
+    copy = replace(m, stored_hash=None, attendees=(person(MONA), person(ANNA), person(GUEST)))
+    d = run(copy, known=m.stored_hash)
+    assert (d.action, d.privacy_conflict) == (ActionKind.REMOVED, None)
+    # With no hash anywhere it cannot be proved ours: flagged, never deleted.
+    d = run(copy)
+    assert (d.action, d.privacy_conflict) == (ActionKind.PRIVACY_CONFLICT, "external_guest")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"title": "1:1 #no-agenda"},  # opted out, but still only the two of them
+        {"attendees": (person(MONA),)},  # a meeting of one
+        {"organizer": ANNA, "attendees": (person(MONA), person(ANNA), person(BO))},  # not ours
+    ],
+)
+def test_no_privacy_conflict_where_no_one_else_reads_it_or_it_is_not_ours(
+    change: dict[str, object],
+) -> None:
+    m = filled_in(with_block(meeting(MONA, ANNA)))
+    d = run(replace(m, **change))  # type: ignore[arg-type]
+    assert d.privacy_conflict is None
+    assert d.action is not ActionKind.PRIVACY_CONFLICT
 
 
 @pytest.mark.parametrize(
