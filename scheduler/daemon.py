@@ -46,7 +46,7 @@ from scheduler.commands import make_renderer
 from scheduler.config import AppConfig
 from scheduler.db import UTCDateTime, write_transaction
 from scheduler.engine import CycleReport, fail_cycle, rules_fingerprint, run_calendar, utc_now
-from scheduler.failures import error_kind
+from scheduler.failures import describe_failure, error_kind
 from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from scheduler.org_directory import RulesCache
 from scheduler.outbox import DEAD, Outbox, OutboxItem, metadata
@@ -701,13 +701,21 @@ class Daemon:
         return self.metrics.render(), CONTENT_TYPE_LATEST
 
     def shutdown(self) -> None:
-        """Stop taking work and give back every lease we hold."""
+        """Stop taking work and give back every lease we hold.
+
+        With the database gone the leases cannot be given back; they expire on
+        their own, and the process still stops.
+        """
         self.stopping.set()
         with self._held_lock:
             held = sorted(self._held)
             self._held.clear()
-        leases.release(self.store, held, self.replica_id)
-        self.outbox.release(self.replica_id)
+        try:
+            leases.release(self.store, held, self.replica_id)
+            self.outbox.release(self.replica_id)
+        except Exception as exc:
+            failure = describe_failure(exc, subject="shutdown")
+            log.warning("%s; the leases expire on their own", failure.message)
 
 
 def _ready_body(ready: bool, reason: str, failing: list[dict[str, Any]] | None = None) -> str:
@@ -831,21 +839,34 @@ def push_sync_job(daemon_id: str, calendar: str) -> None:
 
 
 def reminder_job(daemon_id: str) -> None:
-    daemon = _DAEMONS[daemon_id]
-    if not daemon.stopping.is_set():
-        daemon.plan_reminders()
+    _run_job(_DAEMONS[daemon_id], "plan", lambda daemon: daemon.plan_reminders())
 
 
 def send_job(daemon_id: str) -> None:
-    daemon = _DAEMONS[daemon_id]
-    if not daemon.stopping.is_set():
-        daemon.send_due()
+    _run_job(_DAEMONS[daemon_id], "send", lambda daemon: daemon.send_due())
 
 
 def housekeeping_job(daemon_id: str) -> None:
-    daemon = _DAEMONS[daemon_id]
-    if not daemon.stopping.is_set():
-        daemon.housekeeping()
+    _run_job(_DAEMONS[daemon_id], "housekeeping", lambda daemon: daemon.housekeeping())
+
+
+def _run_job(daemon: Daemon, job: str, work: Callable[[Daemon], object]) -> None:
+    """One tick of a job; a failure is one log line and a count, never the ticker's traceback.
+
+    The next tick tries again (what is due lives in the database). A bug is
+    logged with its traceback.
+    """
+    if daemon.stopping.is_set():
+        return
+    try:
+        work(daemon)
+    except Exception as exc:
+        failure = describe_failure(exc, subject=f"the {job} job")
+        daemon.metrics.job_failures.labels(job, failure.kind).inc()
+        if failure.expected:
+            log.warning("%s", failure.message)
+        else:
+            log.error("%s", failure.message, exc_info=exc)
 
 
 def webhook_router(

@@ -130,12 +130,14 @@ def error_kind(exc: BaseException) -> str:
     return INTERNAL
 
 
-def describe_failure(exc: BaseException, *, calendar: str) -> Failure:
-    """``exc`` as a kind and a one-line message that names ``calendar``."""
+def describe_failure(
+    exc: BaseException, *, calendar: str | None = None, subject: str | None = None
+) -> Failure:
+    """``exc`` as a kind and a one-line message that names ``calendar`` (or ``subject``)."""
     kind = error_kind(exc)
     detail = _detail(exc, kind)
     hint = _HINTS.get(kind)
-    message = f"calendar {calendar}: {kind}: {detail}"
+    message = f"{f'calendar {calendar}' if calendar is not None else subject}: {kind}: {detail}"
     if hint:
         message += f" ({hint})"
     return Failure(kind=kind, message=message[:_MAX_MESSAGE])

@@ -103,6 +103,12 @@ class DaemonMetrics:
             ["channel", "kind"],
             registry=r,
         )
+        self.job_failures = Counter(
+            "feedback_agendas_job_failures",
+            "Ticks of the send, plan and housekeeping jobs that failed, by job and error kind",
+            ["job", "kind"],
+            registry=r,
+        )
         self.ready = Gauge(
             "feedback_agendas_ready",
             "1 when /readyz says ready (database up, enough calendars succeeding), else 0",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import yaml
 from examples.sample_week import write_sample_week
 from scheduler.commands import demo_week_start
 from scheduler.config import load_config
-from scheduler.daemon import Daemon
+from scheduler.daemon import Daemon, housekeeping_job, register, send_job
 from scheduler.http_server import EndpointServer
 from tests.integration.test_outbox_receivers import WebhookReceiver
 from tests.promql import Evaluator, parse_scrape
@@ -93,13 +94,14 @@ class Run:
         week = demo_week_start(datetime.now(UTC), "Europe/Stockholm")
         self.clock = Clock(datetime.combine(week, time(8, 0), tzinfo=UTC))
         self.daemon = Daemon(cfg, clock=self.clock)
+        self.daemon_id = register(self.daemon)
         self.server = EndpointServer(
             "127.0.0.1", 0, ready=self.daemon.readiness, metrics=self.daemon.metrics_text
         )
         self.server.start()
 
     def scrape(self) -> dict[Any, float]:
-        self.daemon.housekeeping()
+        housekeeping_job(self.daemon_id)
         status, text = get(self.server.url + "/metrics")
         assert status == 200
         return parse_scrape(text)
@@ -175,8 +177,12 @@ def test_each_docs_rule_fires_on_a_broken_daemon(tmp_path: Path) -> None:
         answer = json.loads(body)
         assert [c["calendar"] for c in answer["failing_calendars"]] == ["gone"]
         assert answer["failing_calendars"][0]["error_kind"] == "not_found"
-        # Then every replica stops: no cycle for three intervals.
+        # Then every replica stops: no cycle for three intervals; and the outbox
+        # table is gone under the sender.
         run.clock.now += 4 * INTERVAL
+        with sqlite3.connect(tmp_path / "fa.db") as db:
+            db.execute("DROP TABLE reminder_outbox")
+        send_job(run.daemon_id)
         fired = run.fired(before, run.scrape())
         assert fired["FeedbackAgendasNoCycles"]
         assert all(fired.values()), [name for name, series in fired.items() if not series]

@@ -538,3 +538,34 @@ def test_a_bug_hit_by_many_events_is_one_traceback_and_counted_as_internal(
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1 and "ZeroDivisionError" in caplog.text
     assert report.actions["inserted"] >= 4  # the 1:1s
+
+
+def test_a_failing_job_tick_is_one_log_line_and_a_count_not_a_ticker_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import sqlite3
+
+    from scheduler.daemon import housekeeping_job, register, send_job
+
+    config = write_config(tmp_path, [vdir_calendar(tmp_path, "good")])
+    daemon = Daemon(load_config(config))
+    try:
+        daemon_id = register(daemon)
+        with sqlite3.connect(tmp_path / "fa.db") as db:  # the outbox is gone under the daemon
+            db.execute("DROP TABLE reminder_outbox")
+        with caplog.at_level(logging.WARNING, logger="scheduler.daemon"):
+            send_job(daemon_id)
+            housekeeping_job(daemon_id)
+        assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+            "the send job",
+            "the housekeeping job",
+        ]
+        assert "reminder_outbox" in caplog.text and "storage" in caplog.text
+        assert not any(r.exc_info for r in caplog.records)
+        text = daemon.metrics.render().decode()
+        assert 'feedback_agendas_job_failures_total{job="send",kind="storage"} 1.0' in text
+        assert 'feedback_agendas_job_failures_total{job="housekeeping",kind="storage"} 1.0' in text
+    finally:
+        daemon.stopping.set()
+        daemon.store.close()
