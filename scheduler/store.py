@@ -409,7 +409,7 @@ class Store:
         return [_run_from_row(row, counts.get(row["id"], {})) for row in rows]
 
     def status(self) -> dict[str, Any]:
-        """Per calendar: cursor present, records by kind and action, pending writes, last run.
+        """Per calendar: cursor, records by kind and action, pending writes, health, last run.
 
         Only counts, codes and times, ready for ``json.dumps``.
         """
@@ -427,6 +427,10 @@ class Store:
             last_runs = (
                 conn.execute(select(run_log).where(run_log.c.id.in_(last_ids))).mappings().all()
             )
+            health = {
+                row["calendar"]: row
+                for row in conn.execute(select(calendar_health)).mappings().all()
+            }
 
         by_kind: dict[str, Counter[str]] = {}
         by_action: dict[str, Counter[str]] = {}
@@ -439,7 +443,7 @@ class Store:
         last = {row["calendar"]: row for row in last_runs}
 
         result: dict[str, Any] = {}
-        for calendar in sorted(cursors.keys() | by_kind.keys() | last.keys()):
+        for calendar in sorted(cursors.keys() | by_kind.keys() | last.keys() | health.keys()):
             kinds = by_kind.get(calendar, Counter())
             row = last.get(calendar)
             result[calendar] = {
@@ -448,6 +452,7 @@ class Store:
                 "by_kind": dict(sorted(kinds.items())),
                 "by_action": dict(sorted(by_action.get(calendar, Counter()).items())),
                 "pending_writes": pending[calendar],
+                "health": _health_status(health.get(calendar)),
                 "last_run": None
                 if row is None
                 else {
@@ -459,6 +464,17 @@ class Store:
                 },
             }
         return result
+
+
+def _health_status(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    success = row["last_success_at"]
+    return {
+        "last_success_at": success.isoformat() if success else None,
+        "consecutive_failures": row["consecutive_failures"],
+        "last_error_kind": row["last_error_kind"],
+    }
 
 
 def upgrade(url: str) -> str:

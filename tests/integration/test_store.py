@@ -470,6 +470,7 @@ def test_status_summarises_each_calendar_with_counts_only(store: Store) -> None:
         [],
         run(writes=1),
     )
+    store.commit_cycle("bob", None, [], [], run("bob", ok=False, error_kind="network"))
     store.commit_cycle("bob", None, [], [], run("bob", ok=False, error_kind="PermissionDenied"))
     assert store.status() == {
         CAL: {
@@ -478,6 +479,11 @@ def test_status_summarises_each_calendar_with_counts_only(store: Store) -> None:
             "by_kind": {"one_on_one": 1, "skip": 1, "team": 2},
             "by_action": {"failed": 1, "inserted": 1, "skipped": 1, "unchanged": 1},
             "pending_writes": 1,
+            "health": {
+                "last_success_at": "2026-03-02T08:00:02+00:00",
+                "consecutive_failures": 0,
+                "last_error_kind": None,
+            },
             "last_run": {
                 "started_at": "2026-03-02T08:00:00+00:00",
                 "finished_at": "2026-03-02T08:00:02+00:00",
@@ -492,6 +498,11 @@ def test_status_summarises_each_calendar_with_counts_only(store: Store) -> None:
             "by_kind": {},
             "by_action": {},
             "pending_writes": 0,
+            "health": {  # two failures in a row, never a success
+                "last_success_at": None,
+                "consecutive_failures": 2,
+                "last_error_kind": "PermissionDenied",
+            },
             "last_run": {
                 "started_at": "2026-03-02T08:00:00+00:00",
                 "finished_at": "2026-03-02T08:00:02+00:00",
@@ -501,6 +512,17 @@ def test_status_summarises_each_calendar_with_counts_only(store: Store) -> None:
             },
         },
     }
+
+
+def test_a_success_resets_the_failures_in_a_row(store: Store) -> None:
+    for _ in range(3):
+        store.commit_cycle(CAL, None, [], [], run(ok=False, error_kind="storage"))
+    assert store.calendar_health()[CAL].consecutive_failures == 3
+    store.commit_cycle(CAL, None, [], [], run())
+    health = store.calendar_health()[CAL]
+    assert (health.consecutive_failures, health.last_error_kind) == (0, None)
+    assert health.last_success_at == NOW + timedelta(seconds=2)
+    assert health.last_failure_at == NOW + timedelta(seconds=2)
 
 
 def test_many_records_commit_in_one_cycle(store: Store) -> None:
