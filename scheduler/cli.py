@@ -28,6 +28,15 @@ CONFIG_OPTION = click.option(
 )
 
 
+CALENDAR_OPTION = click.option(
+    "--calendar",
+    "calendars",
+    multiple=True,
+    metavar="NAME",
+    help="Only this calendar (its name in the config, which may be an address); repeatable.",
+)
+
+
 def _fail(exc: UserError) -> NoReturn:
     click.echo(f"error: {exc}", err=True)
     sys.exit(2)
@@ -74,7 +83,8 @@ def check_config(config_path: Path) -> None:
 @CONFIG_OPTION
 @click.option("--dry-run", is_flag=True, help="Decide, but write nothing and store nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
-def sync(config_path: Path, dry_run: bool, as_json: bool) -> None:
+@CALENDAR_OPTION
+def sync(config_path: Path, dry_run: bool, as_json: bool, calendars: tuple[str, ...]) -> None:
     """Run one sync cycle over every configured calendar.
 
     Exit codes: 0 every calendar ok; 1 some calendar failed (the others were
@@ -83,7 +93,7 @@ def sync(config_path: Path, dry_run: bool, as_json: bool) -> None:
     """
     cfg = _load(config_path)
     try:
-        reports = commands.sync_all(cfg, utc_now(), dry_run=dry_run)
+        reports = commands.sync_all(cfg, utc_now(), dry_run=dry_run, calendars=calendars)
     except UserError as exc:
         _fail(exc)
     except Exception as exc:
@@ -115,10 +125,14 @@ def sync(config_path: Path, dry_run: bool, as_json: bool) -> None:
 @main.command()
 @CONFIG_OPTION
 @click.option("--dry-run", is_flag=True, help="List what would be removed; change nothing.")
-def revert(config_path: Path, dry_run: bool) -> None:
+@CALENDAR_OPTION
+def revert(config_path: Path, dry_run: bool, calendars: tuple[str, ...]) -> None:
     """Remove every unedited agenda block we wrote; list the edited ones left alone."""
     cfg = _load(config_path)
-    result = commands.revert_all(cfg, utc_now(), dry_run=dry_run)
+    try:
+        result = commands.revert_all(cfg, utc_now(), dry_run=dry_run, calendars=calendars)
+    except UserError as exc:
+        _fail(exc)
     verb = "would remove" if dry_run else "removed"
     for calendar, rep in result.items():
         click.echo(f"{calendar}: {verb} {len(rep.removed)} block(s)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 
 from agendas.block import read_block
 from agendas.decide import ActionKind, Decision
+from agendas.errors import UserError
 from agendas.render import AgendaRenderer
-from scheduler.config import AppConfig, load_config
+from scheduler.config import AppConfig, CalendarConfig, load_config
 from scheduler.engine import (
     CycleReport,
     RevertReport,
@@ -55,19 +56,41 @@ def open_store(cfg: AppConfig) -> Iterator[Store]:
         store.close()
 
 
-def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[CycleReport]:
-    """One cycle over every configured calendar.
+def select_calendars(cfg: AppConfig, names: Sequence[str] = ()) -> list[CalendarConfig]:
+    """The configured calendars named in ``names`` (all of them when empty), in config order.
+
+    Names (which may be addresses) match regardless of case, as the config keeps
+    them unique regardless of case. Raises UserError naming every unknown one.
+    """
+    if not names:
+        return list(cfg.calendars)
+    wanted = {name.lower() for name in names}
+    known = {c.name.lower() for c in cfg.calendars}
+    unknown = sorted(n for n in names if n.lower() not in known)
+    if unknown:
+        raise UserError(
+            f"no calendar named {', '.join(map(repr, unknown))} in the config "
+            f"(known: {', '.join(c.name for c in cfg.calendars) or 'none'})"
+        )
+    return [c for c in cfg.calendars if c.name.lower() in wanted]
+
+
+def sync_all(
+    cfg: AppConfig, now: datetime, *, dry_run: bool = False, calendars: Sequence[str] = ()
+) -> list[CycleReport]:
+    """One cycle over every configured calendar (or only those named in ``calendars``).
 
     A calendar that fails, in any way, fails alone: its report says how
     (:mod:`scheduler.failures`) and the others go on. Raises only when
     nothing can start (the database, the rules, the templates).
     """
+    selected = select_calendars(cfg, calendars)
     rules = resolve_rules(cfg)
     renderer = make_renderer(cfg)
     fingerprint = rules_fingerprint(rules, renderer)
     reports = []
     with open_store(cfg) as store:
-        for calendar in cfg.calendars:
+        for calendar in selected:
             reports.append(
                 run_calendar(
                     calendar.name,
@@ -91,11 +114,15 @@ def sync_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> list[Cy
     return reports
 
 
-def revert_all(cfg: AppConfig, now: datetime, *, dry_run: bool = False) -> dict[str, RevertReport]:
-    """Remove every unedited block we wrote; report the edited ones left alone."""
+def revert_all(
+    cfg: AppConfig, now: datetime, *, dry_run: bool = False, calendars: Sequence[str] = ()
+) -> dict[str, RevertReport]:
+    """Remove every unedited block we wrote (in ``calendars`` only, if named);
+    report the edited ones left alone."""
+    selected = select_calendars(cfg, calendars)
     result = {}
     with open_store(cfg) as store:
-        for calendar in cfg.calendars:
+        for calendar in selected:
             provider = build_provider(calendar, store)
             try:
                 result[calendar.name] = revert_calendar(provider, store, now, dry_run=dry_run)

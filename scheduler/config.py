@@ -63,6 +63,15 @@ class _ProblemAt(ValueError):
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A name may also be an address (a calendar named by its person). Stricter than
+# _EMAIL: no '/', ':', spaces or control characters, so a name is always safe in
+# a file name, a lease or job id (``sync:NAME``) and a metric label.
+_ADDRESS_NAME = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+# The database keeps calendar names in String(200) columns.
+MAX_NAME = 200
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
@@ -74,8 +83,13 @@ def _check_email(value: str) -> str:
 
 
 def _check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError("use letters, digits, '.', '_' or '-' (starting with a letter or digit)")
+    if not (_NAME.match(value) or _ADDRESS_NAME.match(value)):
+        raise ValueError(
+            "use letters, digits, '.', '_' or '-' (starting with a letter or digit), "
+            "or an email address"
+        )
+    if len(value) > MAX_NAME:
+        raise ValueError(f"at most {MAX_NAME} characters")
     return value
 
 

@@ -1,8 +1,9 @@
 """Prometheus metrics of one daemon process, in a registry of its own.
 
 Labels are codes only (kinds of errors, requests and reminders), the
-calendar names of the config, and channel ids (a hash of the URL): never
-calendar content, addresses or channel URLs.
+calendar names of the config (which an admin may have made addresses), and
+channel ids (a hash of the URL): never calendar content, attendees' addresses
+or channel URLs.
 
 The per-calendar gauges come from the ``calendar_health`` table, which every
 replica updates with each cycle: all replicas export the same values, so
