@@ -820,6 +820,7 @@ class CaldavProvider:
             owner=self.owner,
             etag=etag,
             default_timezone=self.default_timezone,
+            raw=data,
         )
 
     def _unreadable(self, key: str, old_refs: Iterable[_Key], reason: str) -> list[Unreadable]:

@@ -14,10 +14,20 @@ Reading (:func:`parse_calendar`, :func:`meetings_from_calendar`):
 - anything we cannot map with confidence raises :class:`IcsError`; callers
   report that object as :class:`~agendas.model.Unreadable` and never write it.
 
-Writing (:func:`apply_description`, :func:`serialise`) changes only DESCRIPTION
-and ``X-FEEDBACK-AGENDAS-HASH`` of the targeted VEVENT; every other property,
-component and parameter is kept and re-serialised by ``icalendar`` in its
-original order.
+- a DATE with a TZID is a date (all-day), and a DATE-TIME with a TZID and a
+  trailing ``Z`` is UTC, as other readers take them
+  (:func:`~integrations.calendars.ics_lines.normalise_for_reading`);
+- given the object's bytes, an event that cannot be written byte-exactly (see
+  :class:`~integrations.calendars.ics_lines.Blocker`) is read as not editable,
+  and the reason code is logged.
+
+Writing (:func:`rewrite_descriptions`) parses to decide and edits the original
+bytes: only the DESCRIPTION line and the ``X-FEEDBACK-AGENDAS-HASH`` line of
+the targeted VEVENT change (:mod:`integrations.calendars.ics_lines`). The
+result is read back: the descriptions and hashes must read as written, every
+other event as before, and the bytes outside those lines must be identical.
+:func:`apply_description` and :func:`serialise` (a re-serialisation by
+``icalendar``) only build fixtures and sample calendars.
 
 Error messages never quote property values: a DESCRIPTION must not reach a log.
 """
@@ -25,7 +35,9 @@ Error messages never quote property values: a DESCRIPTION must not reach a log.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,6 +57,18 @@ from agendas.model import (
     Visibility,
     WriteOutcome,
 )
+from integrations.calendars.ics_lines import (
+    Blocker,
+    EditBlocked,
+    edit_blocker,
+    edit_description,
+    event_blocker,
+    normalise_for_reading,
+    outside_written_lines,
+    split_lines,
+)
+
+log = logging.getLogger(__name__)
 
 HASH_PROPERTY = "X-FEEDBACK-AGENDAS-HASH"
 EVENT_TYPE_PROPERTY = "X-FEEDBACK-AGENDAS-EVENT-TYPE"
@@ -75,6 +99,17 @@ class IcsError(ProviderError):
     """A calendar object we cannot map to Meetings; it is skipped and never written."""
 
 
+class UnsafeToWrite(ProviderError):
+    """A write that could not change only DESCRIPTION and our hash; nothing was written.
+
+    ``reason`` is a :class:`~integrations.calendars.ics_lines.Blocker` code.
+    """
+
+    def __init__(self, message: str, reason: Blocker) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 def etag_of(data: bytes) -> str:
     """The etag of one stored calendar object: the SHA-256 of its bytes."""
     return hashlib.sha256(data).hexdigest()
@@ -83,7 +118,7 @@ def etag_of(data: bytes) -> str:
 def parse_calendar(data: bytes) -> Calendar:
     """Parse one VCALENDAR; raise :class:`IcsError` (without quoting content) if it is not one."""
     try:
-        parsed = Calendar.from_ical(data)
+        parsed = Calendar.from_ical(normalise_for_reading(data))
     except Exception as exc:  # icalendar raises ValueError and friends, quoting the input
         raise IcsError(f"not valid iCalendar ({type(exc).__name__})") from None
     if not isinstance(parsed, Calendar) or parsed.name != "VCALENDAR":
@@ -111,19 +146,23 @@ def meetings_from_calendar(
     owner: str,
     etag: str,
     default_timezone: str = "UTC",
+    raw: bytes | None = None,
 ) -> list[Meeting]:
     """Every VEVENT of ``cal`` as a Meeting (series once, each override on its own).
 
-    All Meetings share ``etag`` (the etag of the stored object). Raises
+    All Meetings share ``etag`` (the etag of the stored object). With ``raw``
+    (the bytes ``cal`` was parsed from), an event that cannot be written
+    byte-exactly is not editable, and the reason code is logged. Raises
     :class:`IcsError` when there is no VEVENT, a property is broken, or two
     VEVENTs claim the same identity.
     """
-    events = [c for c in cal.walk("VEVENT") if isinstance(c, Event)]
+    events = _events(cal)
     if not events:
         raise IcsError("no VEVENT")
+    blockers = _write_blockers(raw, events) if raw is not None else {}
     meetings: list[Meeting] = []
     seen: set[EventRef] = set()
-    for event in events:
+    for index, event in enumerate(events):
         meeting = _meeting_from_event(
             event,
             calendar_name=calendar_name,
@@ -136,8 +175,38 @@ def meetings_from_calendar(
                 f"two VEVENTs for UID {meeting.ref.event_id} with the same RECURRENCE-ID"
             )
         seen.add(meeting.ref)
+        blocker = blockers.get(index)
+        if blocker is not None and meeting.editable:
+            log.warning(
+                "calendar %s: event %s cannot be written byte-exactly (%s); it is skipped",
+                calendar_name,
+                meeting.ref.event_id,
+                blocker.value,
+            )
+            meeting = replace(meeting, editable=False)
         meetings.append(meeting)
     return meetings
+
+
+def _events(cal: Calendar) -> list[Event]:
+    """The VEVENTs of ``cal`` in document order (the order of the raw text)."""
+    return [c for c in cal.walk("VEVENT") if isinstance(c, Event)]
+
+
+def _write_blockers(raw: bytes, events: Sequence[Event]) -> dict[int, Blocker]:
+    """Index of each VEVENT that cannot be written byte-exactly -> why."""
+    whole = edit_blocker(raw)
+    if whole is not None:
+        return dict.fromkeys(range(len(events)), whole)
+    lines = split_lines(raw)
+    if len(lines.events()) != len(events):
+        return dict.fromkeys(range(len(events)), Blocker.AMBIGUOUS_COMPONENT)
+    found = {}
+    for index, event in enumerate(events):
+        blocker = event_blocker(lines, index, _text(event, "UID"))
+        if blocker is not None:
+            found[index] = blocker
+    return found
 
 
 def find_events(cal: Calendar, ref: EventRef, default_timezone: str = "UTC") -> list[Event]:
@@ -192,16 +261,20 @@ def rewrite_descriptions(
 ) -> tuple[bytes | None, list[tuple[int, DescriptionWrite]], dict[int, WriteOutcome]]:
     """Apply description writes to one stored object (a .ics file, a CalDAV resource).
 
-    Returns the new bytes (``None`` when no write applied), the writes that
-    applied (with their index), and outcomes for those that did not (an
-    occurrence with no override to write into). Raises ProviderError when the
-    object cannot be parsed, or when a written description or hash would not
-    read back exactly: we never write what we cannot read back.
+    Edits the original bytes: only the DESCRIPTION and hash lines of each
+    targeted VEVENT change. Returns the new bytes (``None`` when no write
+    applied), the writes that applied (with their index), and outcomes for
+    those that did not: NotFound for an occurrence with no override to write
+    into, :class:`UnsafeToWrite` for an event that cannot be edited with
+    certainty. Raises ProviderError when the object cannot be parsed, or when
+    the result does not read back exactly (descriptions and hashes as written,
+    every other event as before, every byte outside those lines the same): we
+    never write what we cannot read back.
     """
     try:
         cal = parse_calendar(data)
-        meetings_from_calendar(
-            parse_calendar(data),
+        before = meetings_from_calendar(
+            cal,
             calendar_name=calendar_name,
             owner=owner,
             etag="",
@@ -209,36 +282,86 @@ def rewrite_descriptions(
         )
     except IcsError as exc:
         raise ProviderError(f"{source} is unreadable, not written: {exc}") from None
+    events = _events(cal)
+    blockers = _write_blockers(data, events)
     failed: dict[int, WriteOutcome] = {}
     applied: list[tuple[int, DescriptionWrite]] = []
+    touched: set[int] = set()
+    new_data = data
     for index, w in writes:
+        position = _position(events, w.ref, default_timezone)
+        if position is None:
+            missing = NotFound(
+                f"no VEVENT for {w.ref.event_id} / {w.ref.recurrence_id or 'master'}"
+            )
+            failed[index] = WriteOutcome(w.ref, error=missing)
+            continue
+        blocker = blockers.get(position)
         try:
-            apply_description(cal, w.ref, w.description, w.block_hash, default_timezone)
-        except NotFound as exc:
-            failed[index] = WriteOutcome(w.ref, error=exc)
-        else:
-            applied.append((index, w))
+            if blocker is not None:
+                raise EditBlocked(blocker)
+            new_data = edit_description(
+                new_data, position, w.ref.event_id, w.description, w.block_hash
+            )
+        except EditBlocked as exc:
+            message = f"{source}: {w.ref.event_id} cannot be written byte-exactly ({exc.reason})"
+            failed[index] = WriteOutcome(w.ref, error=UnsafeToWrite(message, exc.reason))
+            continue
+        applied.append((index, w))
+        touched.add(position)
     if not applied:
         return None, applied, failed
-    new_data = serialise(cal)
-    read_back = {
-        m.ref: m
-        for m in meetings_from_calendar(
+    _check_read_back(
+        data, new_data, before, applied, touched, source, calendar_name, owner, default_timezone
+    )
+    return new_data, applied, failed
+
+
+def _position(events: Sequence[Event], ref: EventRef, default_timezone: str) -> int | None:
+    for index, event in enumerate(events):
+        if _text(event, "UID") != ref.event_id:
+            continue
+        rid = event.get("RECURRENCE-ID")
+        text = None if rid is None else recurrence_id_text(rid.dt, default_timezone)
+        if text == ref.recurrence_id:
+            return index
+    return None
+
+
+def _check_read_back(
+    data: bytes,
+    new_data: bytes,
+    before: Sequence[Meeting],
+    applied: Sequence[tuple[int, DescriptionWrite]],
+    touched: set[int],
+    source: str,
+    calendar_name: str,
+    owner: str,
+    default_timezone: str,
+) -> None:
+    """Raise ProviderError unless ``new_data`` differs from ``data`` only as ``applied`` says."""
+    if outside_written_lines(new_data, sorted(touched)) != outside_written_lines(
+        data, sorted(touched)
+    ):
+        raise ProviderError(f"{source}: a write would change more than DESCRIPTION and the hash")
+    try:
+        after = meetings_from_calendar(
             parse_calendar(new_data),
             calendar_name=calendar_name,
             owner=owner,
             etag="",
             default_timezone=default_timezone,
         )
-    }
+    except IcsError:
+        raise ProviderError(f"{source}: the written object would not parse") from None
+    expected = {m.ref: m for m in before}
     for _, w in applied:
-        meeting = read_back.get(w.ref)
-        expected = w.description.replace("\r\n", "\n").replace("\r", "\n")
-        if meeting is None or meeting.description != expected:
-            raise ProviderError(f"{source}: description did not survive serialisation")
-        if meeting.stored_hash != (w.block_hash or None):
-            raise ProviderError(f"{source}: block hash did not survive serialisation")
-    return new_data, applied, failed
+        text = w.description.replace("\r\n", "\n").replace("\r", "\n")
+        expected[w.ref] = replace(
+            expected[w.ref], description=text, stored_hash=w.block_hash or None
+        )
+    if {m.ref: m for m in after} != expected or len(after) != len(before):
+        raise ProviderError(f"{source}: the written object does not read back as intended")
 
 
 def calendar_from_meetings(

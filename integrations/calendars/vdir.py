@@ -11,9 +11,13 @@ ending in ``.ics``, are ignored (our own temporary files start with a dot).
   The refs let a later read report the events of a vanished file as deleted.
 - **Unreadable files** come back as :class:`~agendas.model.Unreadable` with a
   logged warning (no content in the log) and are never rewritten.
-- **Writes** are compare-and-swap on the file's etag, change only DESCRIPTION and
-  ``X-FEEDBACK-AGENDAS-HASH`` of the targeted VEVENT, and replace the file
-  atomically (temp file in the same folder, fsync, ``os.replace``).
+- **Writes** are compare-and-swap on the file's etag, edit the file's bytes so
+  that only the DESCRIPTION and ``X-FEEDBACK-AGENDAS-HASH`` lines of the
+  targeted VEVENT change (:func:`~integrations.calendars.ics.rewrite_descriptions`),
+  and replace the file atomically (temp file in the same folder, fsync,
+  ``os.replace``). An event that cannot be edited with certainty (bytes that
+  are not UTF-8, a VEVENT we cannot locate in the text...) reads as not
+  editable and is never written.
 
 Request kinds counted in ``requests``: ``list`` (one per ``read_changes``),
 ``read`` (one per file read), ``get`` and ``write`` (one per file written).
@@ -288,6 +292,7 @@ class VdirProvider:
             owner=self.owner,
             etag=etag,
             default_timezone=self.default_timezone,
+            raw=data,
         )
 
     def _file_for(self, uid: str, *, refresh: bool = False) -> str | None:
