@@ -19,15 +19,20 @@ def logical_lines(data: bytes) -> list[bytes]:
     return [chunk for chunk in _LOGICAL.findall(data) if chunk]
 
 
+def _unfolded(chunk: bytes) -> bytes:
+    return re.sub(rb"\r?\n[ \t]", b"", chunk).rstrip(b"\r\n")
+
+
 def _name(chunk: bytes) -> bytes:
-    return re.split(rb"[;:]", chunk, maxsplit=1)[0].strip().upper()
+    return re.split(rb"[;:]", _unfolded(chunk), maxsplit=1)[0].strip().upper()
 
 
-def without_written_lines(data: bytes, event_index: int) -> list[bytes]:
+def without_written_lines(data: bytes, event_index: int | None) -> list[bytes]:
     """``data``'s lines without the DESCRIPTION and hash lines of the ``event_index``-th VEVENT.
 
-    Only that VEVENT's own lines are dropped: an alarm's DESCRIPTION inside
-    it, and every other VEVENT, must stay.
+    Only that VEVENT's own lines are dropped (of every VEVENT when
+    ``event_index`` is None): an alarm's DESCRIPTION inside it, and every
+    other VEVENT, must stay.
     """
     kept = []
     stack: list[bytes] = []
@@ -35,12 +40,12 @@ def without_written_lines(data: bytes, event_index: int) -> list[bytes]:
     target_depth = None
     for chunk in logical_lines(data):
         name = _name(chunk)
-        value = chunk.split(b":", 1)[-1].strip().upper()
+        value = _unfolded(chunk).split(b":", 1)[-1].strip().upper()
         if name == b"BEGIN":
             stack.append(value)
             if value == b"VEVENT":
                 seen_events += 1
-                if seen_events == event_index:
+                if event_index is None or seen_events == event_index:
                     target_depth = len(stack)
         elif name == b"END":
             if target_depth == len(stack):

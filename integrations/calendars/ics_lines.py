@@ -33,6 +33,7 @@ from enum import StrEnum
 HASH_NAME = b"X-FEEDBACK-AGENDAS-HASH"
 DESCRIPTION_NAME = b"DESCRIPTION"
 MAX_LINE_OCTETS = 75  # RFC 5545 3.1, without the line break
+_SEGMENT_OCTETS = MAX_LINE_OCTETS - 1  # room for the space that starts a continuation
 
 _PHYSICAL = re.compile(rb"([^\n]*?)(\r\n|\n|$)")
 _NAME = re.compile(rb"[A-Za-z0-9-]+")
@@ -380,20 +381,26 @@ def _ending_near(raw: RawObject, index: int) -> bytes:
 
 
 def fold(content: bytes, ending: bytes) -> bytes:
-    """``content`` as physical lines of at most 75 octets, never splitting a UTF-8 sequence."""
+    """``content`` as physical lines of at most 75 octets, never splitting a UTF-8 sequence.
+
+    Each segment holds at most 74 octets (a continuation line adds its
+    leading space), and none ends in a backslash or a caret, so that an
+    escape is never split: icalendar folds the same way, so a description it
+    wrote and that we write back unchanged keeps its bytes.
+    """
     out: list[bytes] = []
     position = 0
-    limit = MAX_LINE_OCTETS
     while True:
-        cut = min(position + limit, len(content))
+        cut = min(position + _SEGMENT_OCTETS, len(content))
         if cut < len(content):
-            while cut > position and (content[cut] & 0xC0) == 0x80:
+            while cut > position + 1 and (content[cut] & 0xC0) == 0x80:
                 cut -= 1  # a continuation byte: cut before its sequence
+            if cut > position + 1 and content[cut - 1 : cut] in (b"\\", b"^"):
+                cut -= 1  # keep an escape and what it escapes together
         out.append(content[position:cut])
         position = cut
         if position >= len(content):
             break
-        limit = MAX_LINE_OCTETS - 1  # a continuation line starts with a space
     return (ending + b" ").join(out) + ending
 
 

@@ -35,11 +35,17 @@ def test_fold_keeps_lines_at_75_octets_and_utf8_sequences_whole() -> None:
     folded = fold(content, b"\r\n")
     parts = folded.removesuffix(b"\r\n").split(b"\r\n ")
     assert b"".join(parts) == content
-    assert all(len(part) <= 75 for part in parts)
+    assert all(len(part) <= 74 for part in parts)  # 75 with a continuation's space
     assert all(len(p) >= 71 for p in parts[:-1])  # cut at most 3 octets early
     for part in parts:
         part.decode("utf-8")  # never split inside a character
     assert fold(b"SHORT:x", b"\n") == b"SHORT:x\n"
+
+
+def test_fold_never_splits_an_escape() -> None:
+    content = b"DESCRIPTION:" + b"a" * 61 + b"\\nrest"  # the backslash is octet 74
+    first, rest = fold(content, b"\r\n").split(b"\r\n ", 1)
+    assert first.endswith(b"a") and rest.startswith(b"\\n")
 
 
 @pytest.mark.parametrize(
