@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -231,7 +232,7 @@ def _print_demo(run: Any) -> None:
         text = commands.agenda_text(decision)
         if text is None:
             continue
-        heading = f"=== {decision.meeting.title} ({_when(decision)})"
+        heading = f"=== {terminal_safe(decision.meeting.title)} ({_when(decision)})"
         click.echo(click.style(heading, bold=True))
         click.echo(text)
         click.echo("")
@@ -247,7 +248,7 @@ def _decision_table(report: CycleReport) -> str:
     for d in report.decisions:
         rows.append(
             (
-                d.meeting.title[:40],
+                terminal_safe(d.meeting.title)[:40],
                 _when(d),
                 d.classification.kind.value,
                 report.final_action(d),
@@ -262,14 +263,27 @@ def _decision_table(report: CycleReport) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.extend(
-        f"skipped {_short_id(ref.event_id)}: {reason}: {detail}"
+        f"skipped {_short_id(ref.event_id)}: {reason}: {terminal_safe(detail)}"
         for ref, reason, detail in report.unreadable
     )
     return f"[{report.calendar}]\n" + "\n".join(lines)
 
 
 def _short_id(event_id: str) -> str:
+    event_id = terminal_safe(event_id)
     return event_id if len(event_id) <= 60 else event_id[:59] + "…"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters shown as ``\\xNN`` escapes.
+
+    Titles and ids come from anyone who can send an invitation: an escape
+    sequence in one must not retitle the admin's terminal or hide a line.
+    """
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _when(decision: Decision) -> str:

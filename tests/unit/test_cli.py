@@ -156,3 +156,17 @@ def test_google_auth_refuses_a_client_file_others_can_read(tmp_path: Path) -> No
     assert result.exit_code == 2
     assert "readable by other users" in result.output and "chmod 600" in result.output
     assert not token.exists()
+
+
+def test_sync_shows_control_characters_in_titles_as_escapes(example: Path) -> None:
+    """An outsider's invitation must not send escape sequences to the admin's terminal."""
+    folder = example.parent / "examples" / "calendars" / "mona"
+    invitation = next(folder.glob("billing-api-acme*.ics"))
+    text = invitation.read_text(encoding="utf-8")
+    title = next(line for line in text.splitlines() if line.startswith("SUMMARY"))
+    hostile = "SUMMARY:Hi\x1b]0;pwned\x07\x1b[2Kthere"
+    invitation.write_text(text.replace(title, hostile), encoding="utf-8")
+    result = CliRunner().invoke(main, ["sync", "--config", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "Hi\\x1b]0;pwned\\x07\\x1b[2Kthere" in result.output
