@@ -824,10 +824,10 @@ class CaldavProvider:
         )
 
     def _unreadable(self, key: str, old_refs: Iterable[_Key], reason: str) -> list[Unreadable]:
-        log.warning("calendar %s: skipped unreadable resource %s: %s", self.name, key, reason)
+        # The engine logs and reports each one, once; the reason names the resource.
         # Report the events we knew in it, so that they are not taken as deleted.
         refs = [self._ref(r) for r in old_refs] or [EventRef(self.name, key)]
-        return [Unreadable(ref, reason) for ref in refs]
+        return [Unreadable(ref, f"{key}: {reason}") for ref in refs]
 
     def _ref(self, key: _Key) -> EventRef:
         return EventRef(self.name, key[0], key[1])

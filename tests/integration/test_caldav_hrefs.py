@@ -14,6 +14,7 @@ extra resource, relative hrefs or a 500.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Iterator
@@ -228,7 +229,9 @@ def test_every_awkward_resource_name_is_read_written_and_reported(
     assert bool(changed_hrefs) == (rewrite is not None)
 
 
-def test_a_resource_the_server_cannot_serve_does_not_block_the_calendar(cal: Calendar) -> None:
+def test_a_resource_the_server_cannot_serve_does_not_block_the_calendar(
+    cal: Calendar, caplog: pytest.LogCaptureFixture
+) -> None:
     cal.put("alice.ics", one_on_one("alice@example.com"))
     cal.put("broken.ics", one_on_one("bob@example.com", "bob@example.com"))
     broken = True
@@ -240,8 +243,11 @@ def test_a_resource_the_server_cannot_serve_does_not_block_the_calendar(cal: Cal
         return None
 
     cal.proxy.fault = fault
-    first = cal.cycle()
+    with caplog.at_level(logging.WARNING):
+        first = cal.cycle()
     assert first.ok, first.error
+    # Logged once (by the engine), naming the resource.
+    assert sum("broken.ics" in r.getMessage() for r in caplog.records) == 1
     assert entries(first)["alice@example.com"]["action"] == "inserted"
     skipped = entries(first)["broken.ics"]  # never read: named by its resource
     assert (skipped["action"], skipped["reason"]) == ("skipped", "malformed")
