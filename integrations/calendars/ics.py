@@ -475,7 +475,7 @@ def _meeting_from_event(
         if descriptions is None
         else str(descriptions[0] if isinstance(descriptions, list) else descriptions)
     )
-    attendees = tuple(_attendee(a) for a in _as_list(event.get("ATTENDEE")))
+    attendees = _with_delegates(tuple(_attendee(a) for a in _as_list(event.get("ATTENDEE"))), event)
     organizer_prop = event.get("ORGANIZER")
     if organizer_prop is not None and not isinstance(organizer_prop, list):
         organizer: str | None = _address(organizer_prop)
@@ -545,6 +545,25 @@ def _attendee(value: Any) -> Attendee:
         optional=str(params.get("ROLE", "")).upper() == "OPT-PARTICIPANT",
         response=_RESPONSE.get(partstat, partstat.lower()),
     )
+
+
+def _with_delegates(attendees: tuple[Attendee, ...], event: Event) -> tuple[Attendee, ...]:
+    """``attendees`` plus everyone an attendee delegated to (RFC 5545 DELEGATED-TO).
+
+    A delegate may come in the attendee's place, or beside them, even when a
+    client did not list them: they count as participants, so a 1:1 delegated to
+    a third person (inside or outside) is no longer a 1:1 (I4, fail closed).
+    """
+    listed = {a.email for a in attendees}
+    delegates: list[Attendee] = []
+    for value in _as_list(event.get("ATTENDEE")):
+        params = getattr(value, "params", {})
+        for target in _as_list(params.get("DELEGATED-TO")):
+            email = _address(target)
+            if email and email not in listed:
+                listed.add(email)
+                delegates.append(Attendee(email=email))
+    return attendees + tuple(delegates)
 
 
 def _address(value: Any) -> str:

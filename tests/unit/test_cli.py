@@ -170,3 +170,26 @@ def test_sync_shows_control_characters_in_titles_as_escapes(example: Path) -> No
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
     assert "Hi\\x1b]0;pwned\\x07\\x1b[2Kthere" in result.output
+
+
+@pytest.mark.parametrize(
+    ("delegate", "reason"),
+    [("eve@outside.example", "external_guest"), ("erik@example.com", None)],
+)
+def test_a_1on1_delegated_to_a_third_person_gets_no_corrective_slot(
+    example: Path, delegate: str, reason: str | None
+) -> None:
+    """DELEGATED-TO names someone who may come in bob's place or beside him (I4)."""
+    one_on_one = example.parent / "examples" / "calendars" / "mona" / "bob-1on1.ics"
+    text = one_on_one.read_text(encoding="utf-8")
+    bob = "ATTENDEE;PARTSTAT=ACCEPTED;ROLE=REQ-PARTICIPANT:mailto:bob@example.com"
+    assert bob in text
+    delegated = (
+        f'ATTENDEE;PARTSTAT=DELEGATED;DELEGATED-TO="mailto:{delegate}":mailto:bob@example.com'
+    )
+    one_on_one.write_text(text.replace(bob, delegated), encoding="utf-8")
+    entry = next(e for e in sync_json(example)["events"] if e["event_id"].startswith("bob-1on1"))
+    assert entry["kind"] != "one_on_one"
+    assert "better" not in entry["slots"]
+    if reason is not None:
+        assert entry["reason"] == reason
