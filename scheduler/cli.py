@@ -159,6 +159,61 @@ def status(config_path: Path, as_json: bool) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+@main.command()
+@CONFIG_OPTION
+@click.option("--user", "address", required=True, metavar="ADDRESS", help="Whose meetings.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1, max=366),
+    default=14,
+    show_default=True,
+    help="How far ahead to look.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+def preview(config_path: Path, address: str, days: int, as_json: bool) -> None:
+    """Show what we would write into ADDRESS's meetings, and why; write nothing.
+
+    For each meeting of the calendars whose owner or name is ADDRESS in the
+    next DAYS days: its time and title, the kind, the slots, the reason in
+    words, and the agenda text. Nothing is written or stored.
+    """
+    from scheduler.preview import preview_user
+
+    cfg = _load(config_path)
+    try:
+        result = preview_user(cfg, address, utc_now(), days)
+    except UserError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), sort_keys=True))
+        return
+    click.echo(
+        f"Meetings of {result.user} ({', '.join(result.calendars)}) from "
+        f"{result.window_start:%Y-%m-%d %H:%M} UTC for {days} day(s); nothing is written.\n"
+    )
+    for item in result.items:
+        zone = ZoneInfo(item.timezone)
+        when = f"{item.start.astimezone(zone):%a %d %b %H:%M} ({item.timezone})"
+        if item.series:
+            when += ", next of a series"
+        click.echo(click.style(f"=== {item.title}", bold=True))
+        kind = item.kind if item.reason is None else f"{item.kind} ({item.reason})"
+        click.echo(f"when:     {when}")
+        click.echo(f"calendar: {item.calendar}")
+        click.echo(f"kind:     {kind}")
+        click.echo(f"slots:    {', '.join(item.slots) or '-'}")
+        click.echo(f"why:      {item.why}")
+        if item.agenda is not None:
+            click.echo("agenda:")
+            for line in item.agenda.splitlines():
+                click.echo(f"  {line}")
+        click.echo("")
+    for calendar, event_id, why in result.unreadable:
+        click.echo(f"unreadable: {calendar}: {_short_id(event_id)}: {why}")
+    if not result.items and not result.unreadable:
+        click.echo("No meetings in this window.")
+
+
 @main.group()
 def db() -> None:
     """Database maintenance."""
