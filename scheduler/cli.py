@@ -196,7 +196,7 @@ def preview(config_path: Path, address: str, days: int, as_json: bool) -> None:
         when = f"{item.start.astimezone(zone):%a %d %b %H:%M} ({item.timezone})"
         if item.series:
             when += ", next of a series"
-        click.echo(click.style(f"=== {item.title}", bold=True))
+        click.echo(click.style(f"=== {terminal_safe(item.title)}", bold=True))
         kind = item.kind if item.reason is None else f"{item.kind} ({item.reason})"
         click.echo(f"when:     {when}")
         click.echo(f"calendar: {item.calendar}")
@@ -206,7 +206,7 @@ def preview(config_path: Path, address: str, days: int, as_json: bool) -> None:
         if item.agenda is not None:
             click.echo("agenda:")
             for line in item.agenda.splitlines():
-                click.echo(f"  {line}")
+                click.echo(f"  {terminal_safe(line)}")
         click.echo("")
     for calendar, event_id, why in result.unreadable:
         click.echo(f"unreadable: {calendar}: {_short_id(event_id)}: {why}")

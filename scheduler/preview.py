@@ -19,12 +19,13 @@ from typing import Any
 from agendas.classify import AudienceProblem
 from agendas.decide import ActionKind, Decision, decide
 from agendas.errors import UserError
-from agendas.model import EventRef, Meeting
+from agendas.model import ChangeSet, EventRef, Meeting
 from agendas.reasons import ACTION_TEXT, AUDIENCE_PROBLEM_TEXT, KIND_TEXT, explain_reason
 from agendas.recurrence import RecurrenceError, next_occurrence
 from scheduler.commands import agenda_text, make_renderer
 from scheduler.config import AppConfig, CalendarConfig
 from scheduler.engine import _known_hashes
+from scheduler.failures import describe_failure
 from scheduler.org_directory import resolve_rules
 from scheduler.providers import build_provider
 from scheduler.store import EventRecord, Store
@@ -106,7 +107,7 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
     """What a sync at ``now`` would do to ``address``'s meetings in the next ``days`` days.
 
     Raises :class:`UserError` when no calendar of the config belongs to
-    ``address``; provider errors propagate (nothing was written either way).
+    ``address`` or one of them cannot be read (nothing was written either way).
     """
     calendars = calendars_of(cfg, address)
     if not calendars:
@@ -123,13 +124,7 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
     unreadable: list[tuple[str, str, str]] = []
     for calendar in calendars:
         records = _records(cfg, calendar.name)
-        # No store: a CalDAV provider then finds its collection again rather
-        # than remembering it, so the preview stores nothing.
-        provider = build_provider(calendar)
-        try:
-            changes = provider.read_changes(None)
-        finally:
-            provider.close()
+        changes = _read_all(calendar)
         unreadable += [
             (calendar.name, bad.ref.event_id, explain_reason("malformed"))
             for bad in changes.unreadable
@@ -151,6 +146,23 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
         items=tuple(items),
         unreadable=tuple(unreadable),
     )
+
+
+def _read_all(calendar: CalendarConfig) -> ChangeSet:
+    """Every event of ``calendar``; a calendar that cannot be read is a UserError saying why."""
+    try:
+        # No store: a CalDAV provider then finds its collection again rather
+        # than remembering it, so the preview stores nothing.
+        provider = build_provider(calendar)
+        try:
+            return provider.read_changes(None)
+        finally:
+            provider.close()
+    except Exception as exc:
+        failure = describe_failure(exc, calendar=calendar.name)
+        if not failure.expected:
+            raise
+        raise UserError(f"cannot read {failure.message}") from exc
 
 
 def _records(cfg: AppConfig, calendar: str) -> dict[EventRef, EventRecord]:

@@ -157,3 +157,22 @@ def test_every_reason_code_and_action_has_a_sentence() -> None:
         assert not explain_reason(code).startswith("Reason code")
     assert "internal" in explain_reason("error_internal")
     assert explain_reason("something_new") == "Reason code something_new."
+
+
+def test_control_characters_in_a_title_reach_the_terminal_escaped(example: Path) -> None:
+    bob = next(example.parent.rglob("bob-1on1*.ics"))
+    bob.write_bytes(
+        bob.read_bytes().replace(b"SUMMARY:Bob 1:1", b"SUMMARY:Bob\x1b]0;pwned\x07 1:1")
+    )
+    code, out, err = invoke("preview", "--config", str(example), "--user", MONA)
+    assert code == 0, out + err
+    assert "\x1b" not in out and "\x07" not in out
+    assert "=== Bob\\x1b]0;pwned\\x07 1:1" in out
+
+
+def test_a_calendar_that_cannot_be_read_is_a_clear_error_with_exit_2(example: Path) -> None:
+    shutil.rmtree(example.parent / "examples" / "calendars" / "mona")
+    code, out, err = invoke("preview", "--config", str(example), "--user", MONA)
+    assert code == 2, out + err
+    assert err.startswith("error: cannot read calendar mona: not_found")
+    assert "Traceback" not in out + err
