@@ -81,6 +81,7 @@ _HINTS = {
 }
 
 _MAX_MESSAGE = 300
+_DISK_WORDS = ("full", "disk", "space", "i/o", "quota")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,8 @@ def describe_failure(
     kind = error_kind(exc)
     detail = _detail(exc, kind)
     hint = _HINTS.get(kind)
+    if kind == STORAGE and not any(word in detail.lower() for word in _DISK_WORDS):
+        hint = "check the database"  # not the disk: a missing table, a refused value
     message = f"{f'calendar {calendar}' if calendar is not None else subject}: {kind}: {detail}"
     if hint:
         message += f" ({hint})"

@@ -375,7 +375,7 @@ def test_a_full_disk_at_commit_fails_the_cycle_with_a_storage_error(tmp_path: Pa
     assert code == 1, stderr
     calendar = summary["calendars"]["good"]
     assert calendar["ok"] is False and calendar["error_kind"] == "storage"
-    assert "disk is full" in calendar["error"]
+    assert "disk is full" in calendar["error"] and "free space" in calendar["error"]
     assert "Traceback" not in stderr
 
 
@@ -562,6 +562,7 @@ def test_a_failing_job_tick_is_one_log_line_and_a_count_not_a_ticker_traceback(
             "the housekeeping job",
         ]
         assert "reminder_outbox" in caplog.text and "storage" in caplog.text
+        assert "free space" not in caplog.text  # a missing table is no disk problem
         assert not any(r.exc_info for r in caplog.records)
         text = daemon.metrics.render().decode()
         assert 'feedback_agendas_job_failures_total{job="send",kind="storage"} 1.0' in text
