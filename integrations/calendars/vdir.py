@@ -131,14 +131,33 @@ class VdirProvider:
             old_refs = old.refs if old is not None else ()
             try:
                 found = self._parse(data, etag)
-                clash = next((m.ref for m in found if _key(m.ref) in owner_of), None)
-                if clash is not None:
-                    raise IcsError(f"UID {clash.event_id} is also in {owner_of[_key(clash)]}")
             except IcsError as exc:
                 unreadable.extend(self._unreadable(file_name, old_refs, str(exc)))
                 state[file_name] = _FileState(
                     st.st_mtime_ns, st.st_size, st.st_ino, etag[:ETAG_PREFIX_LEN], old_refs
                 )
+                continue
+            clashes = {_key(m.ref) for m in found if _key(m.ref) in owner_of}
+            if clashes:
+                # Neither copy is written: which one the user means is not ours to guess.
+                # Both files are read again every cycle while the clash lasts, so the
+                # one that stays is synced as soon as the other goes.
+                others = sorted({owner_of[key] for key in clashes})
+                for other in others:
+                    keys = {key for key in clashes if owner_of[key] == other}
+                    meetings = [m for m in meetings if _key(m.ref) not in keys]
+                    unreadable.extend(
+                        Unreadable(self._ref(key), f"{other}: UID {key[0]} is also in {file_name}")
+                        for key in sorted(keys, key=lambda k: (k[0], k[1] or ""))
+                    )
+                    if other in state:
+                        kept = state[other]
+                        state[other] = _FileState(-1, kept.size, kept.inode, "", kept.refs)
+                uid = min(key[0] for key in clashes)
+                reason = f"UID {uid} is also in {', '.join(others)}"
+                unreadable.extend(self._unreadable(file_name, old_refs, reason))
+                refs = tuple(_key(m.ref) for m in found)
+                state[file_name] = _FileState(-1, st.st_size, st.st_ino, "", refs)
                 continue
             refs = tuple(_key(m.ref) for m in found)
             for ref in refs:
@@ -193,8 +212,12 @@ class VdirProvider:
         by_file: dict[str, list[tuple[int, DescriptionWrite]]] = defaultdict(list)
         for index, w in enumerate(writes):
             file_name = self._file_for(w.ref.event_id)
+            holders = self._files_holding(w.ref.event_id)
             if file_name is None:
                 outcomes[index] = WriteOutcome(w.ref, error=NotFound(f"no event {w.ref.event_id}"))
+            elif len(holders) > 1:
+                clash = IcsError(f"UID {w.ref.event_id} is in {', '.join(holders)}")
+                outcomes[index] = WriteOutcome(w.ref, error=clash)
             else:
                 by_file[file_name].append((index, w))
         for file_name, items in by_file.items():
@@ -319,6 +342,9 @@ class VdirProvider:
                 uids = frozenset()
             self._index[file_name] = (_stat_key(st), uids)
         return self._index_uids().get(uid)
+
+    def _files_holding(self, uid: str) -> list[str]:
+        return sorted(name for name, (_, uids) in self._index.items() if uid in uids)
 
     def _index_uids(self) -> dict[str, str]:
         found: dict[str, str] = {}

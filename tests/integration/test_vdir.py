@@ -377,12 +377,31 @@ def test_a_file_that_breaks_later_is_unreadable_not_deleted_and_never_written(
     assert path.read_bytes() == BROKEN.replace(b"broken@example.com", b"alice-1on1@example.com")
 
 
-def test_the_same_uid_in_two_files_makes_the_second_unreadable(tmp_path: Path) -> None:
+def test_the_same_uid_in_two_files_is_a_clash_and_neither_is_written(tmp_path: Path) -> None:
     (tmp_path / "a.ics").write_bytes(SERIES_WITH_OVERRIDES)
     (tmp_path / "b.ics").write_bytes(SERIES_WITH_OVERRIDES)
-    changes = provider(tmp_path).read_changes(None)
-    assert len(changes.meetings) == 3
-    assert {u.ref.event_id for u in changes.unreadable} == {"b.ics"}
+    vdir = provider(tmp_path)
+    first = vdir.read_changes(None)
+    assert first.meetings == ()
+    reasons = {u.reason for u in first.unreadable}
+    assert any(r.startswith("a.ics: UID") and "also in b.ics" in r for r in reasons)
+    assert any(r.startswith("b.ics: UID") and "also in a.ics" in r for r in reasons)
+    # Reported again every cycle while it lasts, and nothing is taken as deleted.
+    again = vdir.read_changes(first.cursor)
+    assert again.meetings == () and again.deleted == ()
+    assert {u.reason for u in again.unreadable} == reasons
+    # A write that reaches the provider anyway is refused, and both files stay as they were.
+    uid = next(u.ref.event_id for u in first.unreadable if u.ref.event_id != "b.ics")
+    [outcome] = vdir.write(
+        [DescriptionWrite(EventRef("mona", uid), etag_of(SERIES_WITH_OVERRIDES), "new text", None)]
+    )
+    assert outcome.error is not None and "a.ics, b.ics" in str(outcome.error)
+    assert (tmp_path / "a.ics").read_bytes() == SERIES_WITH_OVERRIDES
+    assert (tmp_path / "b.ics").read_bytes() == SERIES_WITH_OVERRIDES
+    # Once the copy goes, the original is read again.
+    (tmp_path / "b.ics").unlink()
+    healed = vdir.read_changes(again.cursor)
+    assert len(healed.meetings) == 3 and healed.unreadable == () and healed.deleted == ()
 
 
 # -- writing ------------------------------------------------------------------
