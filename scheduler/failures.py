@@ -72,7 +72,10 @@ KINDS = (
 )
 
 _HINTS = {
-    AUTH: "renew the credentials (feedback-agendas google-auth) or check the delegation",
+    AUTH: (
+        "check its credentials: the CalDAV user and password, the Google token "
+        "(feedback-agendas google-auth) or the service account's delegation"
+    ),
     PERMISSION: "give the service user access to it",
     NOT_FOUND: "check the calendar's path or id in the config",
     QUOTA: "it retries on its own; lower writes_per_minute if this goes on",
