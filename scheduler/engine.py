@@ -386,11 +386,14 @@ def _run(
             meetings[ref] = fresh
 
     decisions: dict[EventRef, Decision] = {}
+    retry: dict[EventRef, str] = {}  # events whose decision failed for a reason not in them
     for ref, meeting in sorted(meetings.items()):
         try:
             decisions[ref] = _decide(meeting, rules, now, renderer, records)
         except Exception as exc:  # one event's bad data or template must not stop the others
-            _event_failed(report, ref, exc)
+            failure = _event_failed(report, ref, exc)
+            if failure.kind != INVALID_DATA:
+                retry[ref] = f"error_{failure.kind}"
     outcomes: dict[EventRef, str] = {}
     written_hash: dict[EventRef, str | None] = {}
     pending: set[EventRef] = set()
@@ -426,6 +429,23 @@ def _run(
                 block_hash=block_hash,
                 revisit_at=decision.revisit_at,
                 pending_write=ref in pending,
+                updated_at=now,
+            )
+        )
+    # A template or a bug that failed an event is fixed outside the event: read
+    # it again next cycle (and report it again) until it decides, instead of
+    # waiting for the event to change. What we know of it stays as it was.
+    for ref, reason in retry.items():
+        known = records.get(ref)
+        upserts.append(
+            EventRecord(
+                ref=ref,
+                kind=known.kind if known else "skip",
+                reason=known.reason if known else reason,
+                action=known.action if known else "skipped",
+                block_hash=known.block_hash if known else None,
+                revisit_at=known.revisit_at if known else None,
+                pending_write=True,
                 updated_at=now,
             )
         )
@@ -469,7 +489,7 @@ def _skip_item(report: CycleReport, ref: EventRef, reason: str, detail: str) -> 
     )
 
 
-def _event_failed(report: CycleReport, ref: EventRef, exc: Exception) -> None:
+def _event_failed(report: CycleReport, ref: EventRef, exc: Exception) -> Failure:
     """Deciding one event raised: skip it with the error's kind as the reason.
 
     Bad data in the event is a skip like any other. Anything else (an admin
@@ -489,6 +509,7 @@ def _event_failed(report: CycleReport, ref: EventRef, exc: Exception) -> None:
             log.error(
                 "calendar %s: deciding %s failed", ref.calendar, _short(ref.event_id), exc_info=exc
             )
+    return failure
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -276,6 +276,17 @@ def test_a_template_failing_at_run_time_skips_only_the_events_it_renders(
     assert calendar["ok"] is False and calendar["error_kind"] == "template"
     assert calendar["errors"] == {"template": len(failed)}
     assert "Traceback" not in stderr
+    # The events did not change, but the failure is not hidden: it is reported
+    # again every cycle until the template is fixed, and then they get agendas.
+    code, again, _ = sync(config)
+    assert code == 1 and again["calendars"]["good"]["error_kind"] == "template"
+    retried = [e for e in again["events"] if e["reason"] == "error_template"]
+    assert sorted(e["event_id"] for e in retried) == sorted(e["event_id"] for e in failed)
+    (templates / "team.txt.j2").write_text(shipped, encoding="utf-8")
+    code, fixed, _ = sync(config)
+    assert code == 0 and fixed["calendars"]["good"]["ok"] is True
+    assert fixed["actions"].get("inserted", 0) >= 1
+    assert not [e for e in fixed["events"] if e["reason"] == "error_template"]
 
 
 def test_the_daemon_releases_the_lease_of_a_calendar_it_cannot_build(
