@@ -46,7 +46,15 @@ from scheduler.commands import make_renderer
 from scheduler.config import AppConfig
 from scheduler.db import UTCDateTime, write_transaction
 from scheduler.engine import CycleReport, fail_cycle, rules_fingerprint, run_calendar, utc_now
-from scheduler.failures import describe_failure, error_kind
+from scheduler.failures import (
+    AUTH,
+    CONFIG,
+    INTERNAL,
+    NOT_FOUND,
+    PERMISSION,
+    describe_failure,
+    error_kind,
+)
 from scheduler.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from scheduler.org_directory import RulesCache
 from scheduler.outbox import DEAD, Outbox, OutboxItem, metadata
@@ -81,6 +89,9 @@ from scheduler.wins import (
 log = logging.getLogger(__name__)
 
 CALENDAR_LEASE = "calendar:"
+# A cycle that failed so is followed by a freshly built provider; any other
+# keeps it (and with it a quota cool-down, tokens, connections).
+REBUILD_PROVIDER_AFTER = frozenset({AUTH, CONFIG, INTERNAL, NOT_FOUND, PERMISSION})
 READBACK_WINDOW = timedelta(hours=24)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -184,8 +195,11 @@ class Daemon:
         self.engine = self.store.engine
         self.clock = clock
         self.notifier = notifier or AppriseNotifier()
-        # CalDAV calendars reuse the collection URLs discovered by any process.
-        self.provider_factory = provider_factory or partial(build_provider, store=self.store)
+        # CalDAV calendars reuse the collection URLs discovered by any process;
+        # providers time their rate limits and quota cool-downs on our clock.
+        self.provider_factory = provider_factory or partial(
+            build_provider, store=self.store, clock=lambda: self.clock().timestamp()
+        )
         self.replica_id = (
             replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
@@ -213,6 +227,11 @@ class Daemon:
         self.started_at = clock()
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
+        # One provider per calendar for the life of the process, with the config
+        # entry it was built from; and one cycle of a calendar at a time.
+        self._providers: dict[str, tuple[Any, CalendarProvider]] = {}
+        self._turns: dict[str, _Turn] = {}
+        self._turns_lock = threading.Lock()
 
     def _channel_urls(self) -> dict[str, str]:
         urls: dict[str, str] = {}
@@ -238,14 +257,71 @@ class Daemon:
         return self.sync_calendar(name, now)
 
     def sync_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
-        """One cycle of calendar ``name`` under its lease; None if another replica holds it.
+        """One cycle of calendar ``name`` under its lease; None if it did not run now.
+
+        At most one cycle of a calendar runs at a time in this process, whatever
+        asked for it (the interval job, a push notification, a direct call). A
+        request that arrives while a cycle runs is not lost: that cycle runs
+        once more when it ends (any number of requests meanwhile make one more
+        cycle), and this call returns None at once. None also means that
+        another replica holds the calendar's lease.
 
         Never raises: any failure (the provider cannot be built, the cycle,
         the reminder planning after it, the database) ends this calendar's
         cycle only, is logged, counted and, where the database allows, written
         to the run log; the lease is given back in every case.
         """
-        now = now or self.clock()
+        turn = self._turn(name)
+        with turn.lock:
+            if turn.running:
+                turn.again = True
+                return None
+            turn.running = True
+        try:
+            report = self._cycle(name, now or self.clock())
+            while True:
+                with turn.lock:
+                    if not turn.again or self.stopping.is_set():
+                        turn.running = turn.again = False
+                        return report
+                    turn.again = False
+                self._cycle(name, self.clock())
+        except BaseException:
+            with turn.lock:
+                turn.running = turn.again = False
+            raise
+
+    def _turn(self, name: str) -> _Turn:
+        with self._turns_lock:
+            return self._turns.setdefault(name, _Turn())
+
+    def provider_for(self, name: str) -> CalendarProvider:
+        """The provider of calendar ``name``: built once, kept while its config entry is unchanged.
+
+        It carries what a calendar's cycles learn: rate limits and quota
+        cool-downs, credentials and tokens, discovered URLs, open connections.
+        Call only inside the calendar's turn (:meth:`sync_calendar`).
+        """
+        calendar = self.calendars[name]
+        cached = self._providers.get(name)
+        if cached is not None and cached[0] == calendar:
+            return cached[1]
+        self._drop_provider(name)
+        provider = self.provider_factory(calendar)
+        self._providers[name] = (calendar, provider)
+        return provider
+
+    def _drop_provider(self, name: str) -> None:
+        cached = self._providers.pop(name, None)
+        if cached is None:
+            return
+        try:
+            cached[1].close()
+        except Exception as exc:  # closing must not hide the cycle's outcome
+            log.warning("calendar %s: closing the provider failed: %s", name, type(exc).__name__)
+
+    def _cycle(self, name: str, now: datetime) -> CycleReport | None:
+        """Claim the lease, run one cycle, give the lease back; None if another replica has it."""
         resource = CALENDAR_LEASE + name
         try:
             claimed = leases.claim(self.store, [resource], self.replica_id, self.lease_ttl, now, 1)
@@ -262,7 +338,7 @@ class Daemon:
         try:
             report = run_calendar(
                 name,
-                partial(self.provider_factory, self.calendars[name]),
+                partial(self.provider_for, name),
                 self.store,
                 rules,
                 self.renderer,
@@ -270,9 +346,14 @@ class Daemon:
                 clock=self.clock,
                 fingerprint=fingerprint,
                 after=lambda provider, report: self._after_cycle(provider, report, now),
+                keep_provider=True,
             )
             if report.error is None:
                 self._last_synced[name] = now
+            elif report.error in REBUILD_PROVIDER_AFTER:
+                # Credentials or a setting may be fixed by the next cycle: build
+                # the provider again. A cool-down or a network error keeps it.
+                self._drop_provider(name)
             self._count_cycle(report)
             return report
         finally:
@@ -716,6 +797,17 @@ class Daemon:
         except Exception as exc:
             failure = describe_failure(exc, subject="shutdown")
             log.warning("%s; the leases expire on their own", failure.message)
+        for name in list(self._providers):
+            self._drop_provider(name)
+
+
+@dataclass
+class _Turn:
+    """Whether a cycle of one calendar runs in this process, and whether another was asked for."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    running: bool = False
+    again: bool = False
 
 
 def _ready_body(ready: bool, reason: str, failing: list[dict[str, Any]] | None = None) -> str:

@@ -258,6 +258,7 @@ def run_calendar(
     clock: Callable[[], datetime] | None = None,
     fingerprint: str | None = None,
     after: Callable[[CalendarProvider, CycleReport], None] | None = None,
+    keep_provider: bool = False,
 ) -> CycleReport:
     """Build calendar ``name``'s provider, run one cycle, then ``after``; never raises.
 
@@ -265,7 +266,8 @@ def run_calendar(
     others, a folder that is gone) fails this calendar's cycle like any other
     error. ``after`` (the daemon's reminder planning) runs only after a cycle
     that finished; its failure is counted on the report but not in the run
-    log, which already holds the cycle.
+    log, which already holds the cycle. The provider is closed at the end,
+    unless ``keep_provider`` (``build`` hands out one the caller keeps).
     """
     try:
         provider = build()
@@ -292,7 +294,8 @@ def run_calendar(
         return report
     finally:
         try:
-            provider.close()
+            if not keep_provider:
+                provider.close()
         except Exception as exc:  # closing must not hide the cycle's outcome
             log.warning("calendar %s: closing the provider failed: %s", name, type(exc).__name__)
 

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from integrations.calendars.base import CalendarProvider, provider_class
 
 
-def build_provider(calendar: Any, store: Any = None) -> CalendarProvider:
+def build_provider(
+    calendar: Any, store: Any = None, *, clock: Callable[[], float] | None = None
+) -> CalendarProvider:
     """Instantiate the provider for one ``calendars[]`` entry of the config.
 
     ``store`` (a :class:`~scheduler.store.Store`) lets a CalDAV provider reuse
-    the collection URL an earlier process discovered.
+    the collection URL an earlier process discovered. ``clock`` (seconds) times
+    a Google calendar's write budget, quota cool-down and retry deadlines;
+    default: ``time.monotonic``.
     """
     cls = provider_class(calendar.provider)
     kind = calendar.provider
@@ -34,6 +39,7 @@ def build_provider(calendar: Any, store: Any = None) -> CalendarProvider:
             api_endpoint=calendar.api_endpoint,
             batch_size=calendar.batch_size,
             writes_per_minute=calendar.writes_per_minute,
+            **({"clock": clock} if clock is not None else {}),
         )
     elif kind == "caldav":
         provider = cls(

@@ -9,9 +9,9 @@ loopback.
 What it proves (issue 4):
 
 - every reminder is delivered;
-- no calendar is processed by two replicas at once: each worker's provider
-  factory appends ``start``/``end`` lines (monotonic clock, shared by all
-  processes of this machine) to its own file, and the intervals of one
+- no calendar is processed by two replicas at once: each worker's providers
+  append ``start``/``end`` lines around every call (monotonic clock, shared by
+  all processes of this machine) to its own file, and the intervals of one
   calendar never overlap; a killed replica's open interval ends at the kill;
 - no idempotency key is delivered twice, except a key whose row was being
   sent when its replica died (``attempts >= 2``: the send-then-record
@@ -166,11 +166,11 @@ def seed_reminders(
 
 
 class RecordingFactory:
-    """Builds the real provider and records when each cycle starts and ends.
+    """Builds the real provider and records when each of its calls starts and ends.
 
-    The daemon calls the factory right after it claimed the calendar's lease
-    and closes the provider right before it releases it, so the recorded
-    interval lies inside the lease.
+    The daemon keeps one provider per calendar for the life of the process and
+    calls it only while it holds the calendar's lease, so every recorded
+    interval (a read of changes, a read of one event, a write) lies inside a lease.
     """
 
     def __init__(self, record_path: Path, replica: str) -> None:
@@ -186,15 +186,19 @@ class RecordingFactory:
 
     def __call__(self, calendar_cfg: Any) -> CalendarProvider:
         provider = self._build(calendar_cfg)
-        self._note("S", calendar_cfg.name)
-        close = provider.close
-
-        def close_and_note() -> None:
-            self._note("E", calendar_cfg.name)
-            close()
-
-        provider.close = close_and_note  # type: ignore[method-assign]
+        for method in ("read_changes", "get", "write"):
+            setattr(provider, method, self._recorded(getattr(provider, method), calendar_cfg.name))
         return provider
+
+    def _recorded(self, call: Any, calendar: str) -> Any:
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            self._note("S", calendar)
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self._note("E", calendar)
+
+        return recorded
 
 
 def worker(config_path: Path, replica: str, record_path: Path, stop_path: Path) -> None:
