@@ -347,13 +347,23 @@ def _run(
     max_conflict_retries: int,
 ) -> None:
     calendar = provider.name
-    cursor = _split_cursor(store.get_cursor(calendar), fingerprint)
+    start = store.begin_cycle(calendar, now)
+    cursor = _split_cursor(start.cursor, fingerprint)
     try:
         changes = provider.read_changes(cursor)
     except CursorExpired:
         log.info("calendar %s: sync cursor expired, one full resync", calendar)
         changes = provider.read_changes(None)
     report.full_resync = changes.full
+
+    if not (changes.full or changes.meetings or changes.deleted or changes.unreadable or start.due):
+        # Quiet: nothing to decide, no record to read or change.
+        if not dry_run:
+            report.finished_at = now
+            new_cursor = f"{fingerprint}|{changes.cursor}"
+            unchanged = new_cursor == start.cursor
+            store.commit_quiet(calendar, None if unchanged else new_cursor, _summary(report))
+        return
 
     records = store.records(calendar)
     meetings: dict[EventRef, Meeting] = {m.ref: m for m in changes.meetings}
@@ -373,7 +383,7 @@ def _run(
         deleted |= {ref for ref in records if ref not in seen}
 
     # Events that need a look although the provider reports no change.
-    for ref in store.due_refs(calendar, now):
+    for ref in store.due_refs(calendar, now) if start.due else ():
         if ref in meetings or ref in deleted or ref in unreadable:
             continue
         try:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -236,3 +237,39 @@ def test_no_description_text_reaches_the_logs(
             NOW,
         )
     assert canary not in caplog.text
+
+
+class CountingStore(Store):
+    """The real store, counting the reads a quiet cycle must not make."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store.engine)
+        self.reads: list[str] = []
+
+    def records(self, calendar: str) -> dict[EventRef, Any]:
+        self.reads.append("records")
+        return super().records(calendar)
+
+    def due_refs(self, calendar: str, now: datetime) -> list[EventRef]:
+        self.reads.append("due_refs")
+        return super().due_refs(calendar, now)
+
+
+def test_a_quiet_cycle_reads_no_records_and_logs_its_run(
+    calendar: MemoryProvider, store: Store
+) -> None:
+    counting = CountingStore(store)
+    calendar.put(one_on_one("a"))
+    calendar.put(one_on_one("far", days=20))  # revisited when it enters the horizon
+    assert run_cycle(calendar, counting, RULES, RENDERER, NOW).writes == 1
+    run_cycle(calendar, counting, RULES, RENDERER, NOW)  # the echo of our write
+    counting.reads.clear()
+    runs = len(store.recent_runs(limit=100))
+    quiet = run_cycle(calendar, counting, RULES, RENDERER, NOW + timedelta(minutes=5))
+    assert quiet.ok and quiet.writes == 0 and not quiet.decisions
+    assert counting.reads == []
+    assert len(store.recent_runs(limit=100)) == runs + 1
+    # Something due (the far meeting entering the horizon) is still read, by ref.
+    due = run_cycle(calendar, counting, RULES, RENDERER, NOW + timedelta(days=7))
+    assert due.writes == 1 and due.requests["get"] == 1
+    assert counting.reads == ["records", "due_refs"]

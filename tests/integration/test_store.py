@@ -26,7 +26,7 @@ from agendas.errors import UserError
 from agendas.model import EventRef
 from scheduler import leases
 from scheduler.migrations import head_revision, schema_metadata
-from scheduler.store import EventRecord, RunSummary, Store, upgrade
+from scheduler.store import CycleStart, EventRecord, RunSummary, Store, upgrade
 from tests.integration.pg import postgres_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -639,3 +639,76 @@ def test_a_discovered_caldav_collection_is_kept_per_config_and_can_be_forgotten(
     with pytest.raises(ValueError, match="credentials"):
         store.remember_collection("work", "d1", "https://mona:secret@dav.example.com/cal/")
     assert table_rows(store, "caldav_collections") == []
+
+
+# -- the quiet cycle's statements ---------------------------------------------
+
+
+def test_begin_cycle_reads_the_cursor_and_whether_anything_is_due(store: Store) -> None:
+    assert store.begin_cycle(CAL, NOW) == CycleStart(cursor=None, due=False)
+    later = NOW + timedelta(days=1)
+    store.commit_cycle(
+        CAL, "fp|token-1", [record(ref("a"), revisit_at=later)], [], run(counts={"x": 1})
+    )
+    assert store.begin_cycle(CAL, NOW) == CycleStart(cursor="fp|token-1", due=False)
+    assert store.begin_cycle(CAL, later) == CycleStart(cursor="fp|token-1", due=True)
+    assert store.begin_cycle("bob", later) == CycleStart(cursor=None, due=False)
+    store.commit_cycle(CAL, None, [record(ref("b"), pending_write=True)], [], run())
+    assert store.begin_cycle(CAL, NOW).due
+    assert store.begin_cycle(CAL, NOW).due == bool(store.due_refs(CAL, NOW))
+
+
+def test_commit_quiet_writes_the_cursor_and_the_run_log_and_nothing_else(store: Store) -> None:
+    store.commit_cycle(CAL, "fp|token-1", [record(ref("a"))], [], run())
+    before = table_rows(store, "event_records")
+    store.commit_quiet(CAL, "fp|token-2", run(started_at=NOW + timedelta(minutes=5)))
+    assert store.get_cursor(CAL) == "fp|token-2"
+    store.commit_quiet(CAL, None, run(started_at=NOW + timedelta(minutes=10), ok=False))
+    assert store.get_cursor(CAL) == "fp|token-2"  # None: unchanged
+    store.commit_quiet("bob", "fp|bob-1", run("bob", started_at=NOW + timedelta(minutes=11)))
+    assert table_rows(store, "event_records") == before
+    newest = store.recent_runs(limit=3)
+    assert [(r.calendar, r.started_at, r.ok) for r in newest] == [
+        ("bob", NOW + timedelta(minutes=11), True),
+        (CAL, NOW + timedelta(minutes=10), False),
+        (CAL, NOW + timedelta(minutes=5), True),
+    ]
+    assert store.status()[CAL]["last_run"]["ok"] is False
+    health = store.calendar_health()
+    assert health[CAL].consecutive_failures == 1
+    assert health[CAL].last_success_at == NOW + timedelta(minutes=5, seconds=2)
+    assert health["bob"].last_success_at == NOW + timedelta(minutes=11, seconds=2)
+    store.commit_quiet(CAL, None, run(started_at=NOW + timedelta(minutes=15)))
+    assert store.calendar_health()[CAL].consecutive_failures == 0
+    with pytest.raises(ValueError, match="code"):
+        store.commit_quiet(CAL, "fp|x", run(error_kind="a sentence with spaces"))
+    assert store.get_cursor(CAL) == "fp|token-2"
+
+
+def test_commit_quiet_prunes_the_run_log_now_and_then(url: str) -> None:
+    with Store.open(url, run_log_keep=3) as store:
+        for i in range(1000):
+            store.commit_quiet(CAL, None, run(started_at=NOW + timedelta(minutes=i)))
+        kept = [r for r in table_rows(store, "run_log") if r.calendar == CAL]
+        # Pruned on one quiet commit in 50 (at random): never all 1000, always the newest 3.
+        assert 3 <= len(kept) < 1000
+        newest = store.recent_runs(limit=3)
+        assert [r.started_at for r in newest] == [
+            NOW + timedelta(minutes=i) for i in (999, 998, 997)
+        ]
+
+
+def test_the_quiet_statements_work_from_many_threads(store: Store) -> None:
+    def quiet(n: int) -> None:
+        for i in range(20):
+            name = f"cal{n}"
+            store.begin_cycle(name, NOW)
+            store.commit_quiet(name, f"fp|{i}", run(name, started_at=NOW + timedelta(minutes=i)))
+
+    threads = [threading.Thread(target=quiet, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {store.get_cursor(f"cal{n}") for n in range(6)} == {"fp|19"}
+    assert len(table_rows(store, "run_log")) == 6 * 20

@@ -92,12 +92,15 @@ class CrashBeforeRecord(BaseException):
 
 
 class CrashingStore:
-    """Wraps a store; its next ``commit_cycle`` dies like a killed process."""
+    """Wraps a store; its next commit (of any cycle, quiet or not) dies like a killed process."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
     def commit_cycle(self, *args: Any, **kwargs: Any) -> None:
+        raise CrashBeforeRecord
+
+    def commit_quiet(self, *args: Any, **kwargs: Any) -> None:
         raise CrashBeforeRecord
 
     def __getattr__(self, name: str) -> Any:
