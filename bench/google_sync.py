@@ -23,12 +23,27 @@ window with ``timeMin``/``timeMax`` and patches every matching event, one
 request each. It runs the same first/steady/changed cycles; the summary
 prints our figures against the baseline's as ratios.
 
+``--mode`` (``inprocess``, ``process``, ``restart``, ``replicas``, a comma
+list, or ``all``; see :mod:`bench.modes`) also measures a quiet cycle as
+operators deploy it: ``sync`` from cron, the daemon restarted between cycles,
+three daemon replicas on PostgreSQL for ten cycles. Each prints requests
+(by kind; lists with a ``syncToken`` are ``list+token``) and bytes per
+calendar beside the naive baseline's quiet cycle. Goal: 1.00 request per
+calendar, a list with a ``syncToken``, in every mode.
+
+CPU of a quiet cycle (in process): one cycle of every calendar, run serially,
+against a bare ``events.list`` with the calendar's sync token made with the
+same client against the same fake; the bench prints both and the ratio
+(goal: at most 1.5).
+
     .venv/bin/python -m bench.google_sync [--calendars 1000] [--events 40] [--latency 0.02]
+    .venv/bin/python -m bench.google_sync --calendars 200 --latency 0 --mode all
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import multiprocessing
@@ -52,10 +67,18 @@ from agendas.classify import MeetingKind, classify_meeting
 from agendas.decide import decide
 from agendas.model import Unreadable
 from agendas.render import AgendaRenderer
+from bench.modes import (
+    measure_mode,
+    parse_modes,
+    per_cycle,
+    postgres_url,
+    print_table,
+    write_config,
+)
 from integrations.calendars.google import GoogleProvider
 from integrations.calendars.google_client import _shared_resources
 from integrations.calendars.google_map import patch_body, to_meeting_or_unreadable
-from scheduler.engine import run_cycle
+from scheduler.engine import rules_fingerprint, run_cycle
 from scheduler.store import Store
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 from tests.fakes.google_org import NOW, rules_for, seed_org
@@ -72,6 +95,8 @@ def serve(conn: Any, calendars: int, events: int, latency: float, seed: int) -> 
     """Child process: seed the org, serve it, and answer control messages over ``conn``."""
     api = FakeGoogleCalendarAPI(latency=0.0, validate_responses=False)
     api.record_calls = False
+    moved = Counter[str]()
+    count_traffic(api, moved)
     api.start()
     started = time.perf_counter()
     org = seed_org(api, calendars, events, seed=seed)
@@ -82,7 +107,9 @@ def serve(conn: Any, calendars: int, events: int, latency: float, seed: int) -> 
         message = conn.recv()
         if message[0] == "counts":
             with api._lock:
-                counts = dict(api.requests)
+                counts = {"requests": dict(moved), "bytes": moved.pop("bytes", 0)}
+                counts["requests"].pop("bytes", None)
+                moved.clear()
                 api.requests.clear()
             conn.send(counts)
         elif message[0] == "change":
@@ -111,6 +138,38 @@ def serve(conn: Any, calendars: int, events: int, latency: float, seed: int) -> 
             return
 
 
+def count_traffic(api: FakeGoogleCalendarAPI, moved: Counter[str]) -> None:
+    """Count every call by kind (a list with a sync token as ``list+token``) and body bytes."""
+    handle = api.handle
+
+    def counted(
+        method: str, target: str, headers: dict[str, str], raw: bytes, **kw: Any
+    ) -> tuple[int, dict[str, str], bytes]:
+        status, out_headers, body = handle(method, target, headers, raw, **kw)
+        kind, _ = api._route(method, target.split("?")[0])
+        if kind == "list" and "syncToken=" in target:
+            kind = "list+token"
+        with api._lock:
+            if kw.get("in_batch"):
+                moved[f"{kind} in batch"] += 1  # its bytes are the batch's
+            else:
+                moved[kind] += 1
+                moved["bytes"] += len(raw) + len(body)
+        return status, out_headers, body
+
+    handle_batch = api.handle_batch
+
+    def counted_batch(content_type: str, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+        status, out_headers, body = handle_batch(content_type, raw)
+        with api._lock:
+            moved["batch"] += 1
+            moved["bytes"] += len(raw) + len(body)
+        return status, out_headers, body
+
+    api.handle = counted  # type: ignore[method-assign]
+    api.handle_batch = counted_batch  # type: ignore[method-assign]
+
+
 # -- measuring ------------------------------------------------------------------------------
 
 
@@ -123,6 +182,7 @@ class Phase:
     writes: int = 0
     requests: Counter[str] = field(default_factory=Counter)
     server_requests: dict[str, int] = field(default_factory=dict)
+    server_bytes: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     peak_rss_mb: float = 0.0
     batch_bound: int = 0  # sum over calendars of ceil(writes / batch size)
@@ -137,6 +197,7 @@ class Phase:
             "requests": dict(sorted(self.requests.items())),
             "requests_total": sum(self.requests.values()),
             "server_saw": dict(sorted(self.server_requests.items())),
+            "server_bytes": self.server_bytes,
             "errors": dict(self.errors),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
         }
@@ -164,7 +225,8 @@ def measure(
     phase.wall = time.perf_counter() - wall
     phase.cpu = time.process_time() - cpu
     conn.send(("counts",))
-    phase.server_requests = conn.recv()
+    counts = conn.recv()
+    phase.server_requests, phase.server_bytes = counts["requests"], counts["bytes"]
     phase.peak_rss_mb = peak_rss_mb()
     return phase
 
@@ -273,7 +335,17 @@ def main(argv: list[str] | None = None) -> int:
         "--database", help="store URL (default: a fresh SQLite file); e.g. a PostgreSQL URL"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--mode",
+        default="inprocess",
+        help="deployment modes to measure a quiet cycle in: "
+        "inprocess,process,restart,replicas (a comma list) or all",
+    )
+    parser.add_argument(
+        "--interval", type=float, help="replicas: seconds between cycles (default: N/20, >= 5)"
+    )
     args = parser.parse_args(argv)
+    modes = parse_modes(args.mode)
 
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe()
@@ -308,8 +380,12 @@ def main(argv: list[str] | None = None) -> int:
             for c in calendars
         }
 
+        fingerprint = rules_fingerprint(rules, renderer)  # once, as the daemon does
+
         def ours(calendar: str) -> tuple[int, Counter[str], str | None]:
-            report = run_cycle(providers[calendar], store, rules, renderer, NOW)
+            report = run_cycle(
+                providers[calendar], store, rules, renderer, NOW, fingerprint=fingerprint
+            )
             return report.writes, report.requests, report.error
 
         phases.append(measure("first", parent, calendars, ours, args.workers, args.batch_size))
@@ -325,9 +401,19 @@ def main(argv: list[str] | None = None) -> int:
             f"push ({len(touched)} notified, {len(calendars) - len(touched)} quiet: 0 requests)"
         )
         phases.append(push)
+        cpu = quiet_cpu(providers, opened, rules, renderer, fingerprint, calendars)
         for p in providers.values():
             p.close()
         opened.close()
+
+        steady = phases[2]
+        quiet: dict[str, dict[str, Any]] = {}
+        if "inprocess" in modes:
+            counts = {"requests": steady.server_requests, "bytes": steady.server_bytes}
+            quiet["inprocess"] = per_cycle(counts, len(calendars))
+        for mode in modes:
+            if mode != "inprocess":
+                quiet[mode] = measure_deployed(mode, args, parent, endpoint, rules, Path(tmp))
 
         if not args.no_baseline:
             naive = NaiveCron(endpoint, renderer, rules, rules.policy.horizon_days)
@@ -341,11 +427,112 @@ def main(argv: list[str] | None = None) -> int:
     server.join(10)
 
     result = report(args, hello, phases, baseline)
+    result["cpu_quiet_cycle"] = cpu
+    result["quiet_cycle_per_calendar"] = quiet
+    naive = next((b for b in baseline if b.name == "steady"), None)
+    result["naive_quiet_cycle_per_calendar"] = (
+        per_cycle({"requests": naive.server_requests, "bytes": naive.server_bytes}, len(calendars))
+        if naive
+        else {}
+    )
+    result["goals"]["quiet cycle: 1.00 list with a syncToken per calendar, in every mode"] = all(
+        "error" not in row and row["by_kind"] == {"list+token": 1.0} for row in quiet.values()
+    )
+    result["goals"]["quiet cycle CPU <= 1.5 x a bare events.list"] = cpu["ratio"] <= 1.5
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print_human(result)
+        print_table("deployment modes", quiet, result["naive_quiet_cycle_per_calendar"])
+        print(
+            f"\nCPU, in process, serial: a quiet cycle {cpu['cycle_ms']:.3f} ms, a bare "
+            f"events.list {cpu['bare_list_ms']:.3f} ms per calendar: ratio {cpu['ratio']:.2f}"
+        )
     return 0
+
+
+def quiet_cpu(
+    providers: dict[str, GoogleProvider],
+    store: Store,
+    rules: Any,
+    renderer: AgendaRenderer,
+    fingerprint: str,
+    calendars: list[str],
+    rounds: int = 5,
+) -> dict[str, float]:
+    """CPU per calendar: a quiet cycle, and a bare ``events.list`` with its sync token.
+
+    Both serial in this thread, same client (the provider's resource and its
+    authorised http), same fake; the best of ``rounds`` alternating rounds.
+    """
+    tokens = {c: (store.get_cursor(c) or "").partition("|")[2] for c in calendars}
+    best_cycle = best_bare = math.inf
+    for _ in range(rounds):
+        gc.collect()  # each round starts from the same heap, for both
+        started = time.process_time()
+        for c in calendars:
+            report = run_cycle(providers[c], store, rules, renderer, NOW, fingerprint=fingerprint)
+            if report.requests != Counter({"list": 1}) or report.writes:
+                raise RuntimeError(f"{c}: not a quiet cycle: {dict(report.requests)}")
+        best_cycle = min(best_cycle, time.process_time() - started)
+        gc.collect()
+        started = time.process_time()
+        for c in calendars:
+            provider = providers[c]
+            provider._events.list(
+                calendarId=c,
+                singleEvents=False,
+                showDeleted=True,
+                maxResults=2500,
+                quotaUser=c,
+                syncToken=tokens[c],
+            ).execute(http=provider._client.http, num_retries=0)
+        best_bare = min(best_bare, time.process_time() - started)
+    n = len(calendars)
+    return {
+        "cycle_ms": round(best_cycle / n * 1000, 3),
+        "bare_list_ms": round(best_bare / n * 1000, 3),
+        "ratio": round(best_cycle / best_bare, 2) if best_bare else math.inf,
+    }
+
+
+def measure_deployed(
+    mode: str, args: Any, conn: Any, endpoint: str, rules: Any, tmp: Path
+) -> dict[str, Any]:
+    """A quiet cycle per calendar in ``mode`` (see :mod:`bench.modes`), on a fresh store."""
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
+    try:
+        if mode == "replicas":
+            url, cleanup = postgres_url()
+        else:
+            url = f"sqlite:///{tmp / (mode + '.db')}"
+        entries = [
+            {
+                "name": f"m{i:05d}",
+                "provider": "google",
+                "owner": f"m{i:05d}@example.com",
+                "calendar_id": f"m{i:05d}@example.com",
+                "credentials": "anonymous",
+                "api_endpoint": endpoint,
+                "batch_size": args.batch_size,
+                "writes_per_minute": 10_000,
+            }
+            for i in range(args.calendars)
+        ]
+        config = write_config(tmp / f"{mode}.yaml", url, entries, rules.org)
+
+        def counts() -> dict[str, Any]:
+            conn.send(("counts",))
+            answer: dict[str, Any] = conn.recv()
+            return answer
+
+        interval = args.interval or max(5.0, args.calendars / 20)
+        measured, cycles = measure_mode(mode, config, url, args.calendars, counts, interval)
+        return per_cycle(measured, cycles)
+    except Exception as exc:  # a bench: report and go on with the other modes
+        return {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    finally:
+        cleanup()
 
 
 def report(
