@@ -698,7 +698,9 @@ class _QuietStatements:
 
     def _translated(self, sql: str, params: Any, exc: Exception) -> Exception:
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
-        translated = DBAPIError.instance(sql, params, exc, dbapi_error, dialect=self.engine.dialect)
+        translated = DBAPIError.instance(
+            sql, params, exc, dbapi_error, hide_parameters=True, dialect=self.engine.dialect
+        )
         return translated
 
 
