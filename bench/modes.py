@@ -161,7 +161,7 @@ def daemons(config: Path, count: int, interval: float) -> Iterator[list[subproce
 
 
 def run_daemons_until(
-    config: Path, url: str, count: int, interval: float, cycles: int, deadline: float = 900
+    config: Path, url: str, count: int, interval: float, cycles: int, deadline: float = 1800
 ) -> int:
     """Run ``count`` daemons until they logged ``cycles`` more cycles; return how many they did."""
     before = logged_runs(url)
