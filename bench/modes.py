@@ -160,14 +160,34 @@ def daemons(config: Path, count: int, interval: float) -> Iterator[list[subproce
                 process.wait()
 
 
+def fewest_runs(url: str, calendars: int) -> int:
+    """The fewest cycles any of the ``calendars`` calendars has in the run log."""
+    store = Store.open(url)
+    try:
+        with store.engine.connect() as conn:
+            per_calendar = list(
+                conn.scalars(select(func.count()).select_from(run_log).group_by(run_log.c.calendar))
+            )
+    finally:
+        store.close()
+    return min(per_calendar) if len(per_calendar) >= calendars else 0
+
+
 def run_daemons_until(
-    config: Path, url: str, count: int, interval: float, cycles: int, deadline: float = 1800
+    config: Path,
+    url: str,
+    count: int,
+    interval: float,
+    cycles: int,
+    deadline: float = 1800,
+    done: Callable[[], bool] | None = None,
 ) -> int:
-    """Run ``count`` daemons until they logged ``cycles`` more cycles; return how many they did."""
+    """Run ``count`` daemons until they logged ``cycles`` more cycles (and ``done()``, if
+    given, is true); return how many cycles they logged."""
     before = logged_runs(url)
     began = time.monotonic()
     with daemons(config, count, interval) as running:
-        while logged_runs(url) - before < cycles:
+        while logged_runs(url) - before < cycles or (done is not None and not done()):
             for process in running:
                 if process.poll() is not None:
                     err = process.stderr.read() if process.stderr else ""
@@ -204,7 +224,10 @@ def measure_mode(
         run_daemon_round(config)
         return counts(), calendars
     if mode == "replicas":
-        run_daemons_until(config, url, REPLICAS, interval, 2 * calendars)
+        # Settled: every calendar had its first cycle and the echo of its writes.
+        run_daemons_until(
+            config, url, REPLICAS, interval, 0, done=lambda: fewest_runs(url, calendars) >= 2
+        )
         counts()
         cycles = run_daemons_until(config, url, REPLICAS, interval, REPLICA_CYCLES * calendars)
         return counts(), cycles
