@@ -43,7 +43,7 @@ from scheduler.daemon import (
     sync_job,
 )
 from scheduler.engine import utc_now
-from scheduler.http_server import EndpointServer
+from scheduler.http_server import EndpointServer, ListenError
 from scheduler.push import WEBHOOK_PATH, PushChannels, maintain_job
 from scheduler.push import register as register_push
 
@@ -124,9 +124,13 @@ def run_forever(
     reclaimed = daemon.reclaim_dead_local_leases()
     if reclaimed:
         log.info("took back %d lease(s) of an earlier process on this host that died", reclaimed)
-    server = EndpointServer(
-        cfg.server.host, cfg.server.port, ready=daemon.readiness, metrics=daemon.metrics_text
-    )
+    try:
+        server = EndpointServer(
+            cfg.server.host, cfg.server.port, ready=daemon.readiness, metrics=daemon.metrics_text
+        )
+    except ListenError:
+        daemon.store.close()
+        raise
     scheduler = build_scheduler(daemon, interval, cfg.sync.jitter)
     push = PushChannels(
         cfg, daemon.store, replica_id=daemon.replica_id, provider_factory=daemon.provider_factory
