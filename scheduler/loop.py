@@ -27,7 +27,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -44,7 +44,7 @@ from scheduler.daemon import (
 )
 from scheduler.engine import utc_now
 from scheduler.http_server import EndpointServer, ListenError
-from scheduler.push import WEBHOOK_PATH, PushChannels, maintain_job
+from scheduler.push import WEBHOOK_PATH, PushChannels, follow_up_job, maintain_job
 from scheduler.push import register as register_push
 
 log = logging.getLogger(__name__)
@@ -135,12 +135,13 @@ def run_forever(
     push = PushChannels(
         cfg, daemon.store, replica_id=daemon.replica_id, provider_factory=daemon.provider_factory
     )
+    push_id = register_push(push)
     if push.enabled:
         daemon.push_live_until = push.live_until
         scheduler.add_job(
             maintain_job,
             "interval",
-            args=[register_push(push)],
+            args=[push_id],
             id="push-channels",
             seconds=PUSH_SECONDS,
             next_run_time=utc_now(),
@@ -156,7 +157,20 @@ def run_forever(
             misfire_grace_time=60,
         )
 
-    server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now))
+    def sync_later(calendar: str, channel_id: str, noticed_at: datetime, at: datetime) -> None:
+        # One follow-up per channel: a later notification in the same window
+        # replaces it (same time, and its sync covers the earlier one).
+        scheduler.add_job(
+            follow_up_job,
+            "date",
+            run_date=at,
+            args=[push_id, calendar, channel_id, noticed_at.isoformat()],
+            id=f"push-later:{channel_id}",
+            replace_existing=True,
+            misfire_grace_time=60,
+        )
+
+    server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now, sync_later))
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -15,6 +15,18 @@ The ``push_channels`` table is shared by every replica:
   ``X-Goog-Channel-Token`` header and comparing the hashes in constant time,
   so any replica can accept any channel's notifications.
 
+Notifications are checked against the same rows, so the checks hold across
+replicas:
+
+- a replayed notification (a message number among the last
+  :data:`RECENT_MESSAGES` accepted on that channel) is acknowledged and
+  dropped. Only exact repeats: a forged higher number must not make Google's
+  next genuine ones look old;
+- a channel starts at most one sync per :data:`PUSH_SYNC_WINDOW`. A
+  notification inside the window is not lost: one follow-up sync runs when
+  the window ends, unless a sync that began after the notification (on any
+  replica) already covers it.
+
 :meth:`PushChannels.maintain` (a periodic job) registers missing channels,
 replaces those about to expire (a channel cannot be renewed), and stops the
 channels of calendars that were opted out or removed from the config. Only the
@@ -27,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
@@ -35,7 +48,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Index, String, Table, delete, func, select
+from sqlalchemy import Column, Index, String, Table, delete, func, or_, select, update
 
 from agendas.errors import FeedbackAgendasError
 from integrations.calendars.google_push import PushChannel, push_channel_id
@@ -54,6 +67,12 @@ WEBHOOK_PATH = "/webhooks/google"
 CHANNEL_TTL = timedelta(days=7)
 # Replace this long before expiry: many maintenance runs (and a restart) fit in it.
 REPLACE_MARGIN = timedelta(hours=6)
+# A channel starts at most one sync per window; notifications inside it are
+# folded into one follow-up sync at its end.
+PUSH_SYNC_WINDOW = timedelta(seconds=10)
+_MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
+# Message numbers remembered per channel for the replay check.
+RECENT_MESSAGES = 48
 
 push_channels_table = Table(
     "push_channels",
@@ -65,8 +84,17 @@ push_channels_table = Table(
     Column("expires_at", UTCDateTime(), nullable=True),
     Column("registered_by", String(255), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # The last RECENT_MESSAGES X-Goog-Message-Numbers accepted, space-separated:
+    # a number among them is a replay.
+    Column("recent_numbers", String(1000), nullable=True),
+    # When a notification last started a sync of this channel's calendar.
+    Column("synced_at", UTCDateTime(), nullable=True),
     Index("ix_push_channels_calendar", "calendar"),
 )
+
+
+# (calendar, channel id, when the notification came, when to call follow_up)
+SyncLater = Callable[[str, str, datetime, datetime], None]
 
 
 class WatchingProvider(Protocol):
@@ -135,6 +163,8 @@ class PushChannels:
         channel_ttl: timedelta = CHANNEL_TTL,
         margin: timedelta = REPLACE_MARGIN,
         new_token: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+        sync_window: timedelta | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.cfg = cfg
         self.store = store
@@ -144,6 +174,10 @@ class PushChannels:
         self.channel_ttl = channel_ttl
         self.margin = margin
         self.new_token = new_token
+        self.sync_window = sync_window if sync_window is not None else PUSH_SYNC_WINDOW
+        self.clock = clock
+        self._sync_now: Callable[[str], None] = lambda _calendar: None
+        self._sync_later: SyncLater = lambda _calendar, _channel, _noticed, _at: None
         self.calendars = {c.name: c for c in cfg.calendars}
         public_url = cfg.server.public_url
         self.address = webhook_address(public_url) if public_url is not None else None
@@ -356,21 +390,93 @@ class PushChannels:
             return None
         return str(row.calendar)
 
-    def webhook(self, sync_now: Callable[[str], None]) -> Callable[[Mapping[str, str], bytes], int]:
-        """The ``/webhooks/google`` callback: verify, then sync that calendar right away.
+    def accept_message(self, channel_id: str, number: int) -> bool:
+        """Record message ``number`` of a verified channel; False if it is a replay."""
+        t = push_channels_table
+        key = str(number)
+        with write_transaction(self.store.engine) as conn:
+            recent = conn.execute(
+                select(t.c.recent_numbers).where(t.c.channel_id == channel_id).with_for_update()
+            ).scalar_one_or_none()
+            seen = (recent or "").split()
+            if key in seen:
+                return False
+            seen = [*seen, key][-RECENT_MESSAGES:]
+            conn.execute(
+                update(t).where(t.c.channel_id == channel_id).values(recent_numbers=" ".join(seen))
+            )
+        return True
 
-        403 for an unknown channel or a wrong token. ``sync`` (the channel's
-        first message) is acknowledged and ignored; ``exists`` starts an
-        incremental sync through ``sync_now(calendar)``.
+    def claim_sync(self, channel_id: str, noticed_at: datetime, now: datetime) -> bool | datetime:
+        """May a notification seen at ``noticed_at`` start a sync at ``now``?
+
+        True: yes, and the window is ours. False: no need, a sync that began
+        at or after ``noticed_at`` covers it. A time: the window is taken;
+        try again then.
         """
+        t = push_channels_table
+        with write_transaction(self.store.engine) as conn:
+            taken = conn.execute(
+                update(t)
+                .where(t.c.channel_id == channel_id)
+                .where(or_(t.c.synced_at.is_(None), t.c.synced_at <= now - self.sync_window))
+                .values(synced_at=now)
+            ).rowcount
+            if taken:
+                return True
+            synced_at: datetime | None = conn.execute(
+                select(t.c.synced_at).where(t.c.channel_id == channel_id)
+            ).scalar_one_or_none()
+        if synced_at is None:
+            return False  # the channel is gone
+        if synced_at >= noticed_at:
+            return False
+        return synced_at + self.sync_window
+
+    def follow_up(self, calendar: str, channel_id: str, noticed_at: datetime) -> None:
+        """The end of a window that held a notification: sync now unless already covered."""
+        decision = self.claim_sync(channel_id, noticed_at, self.clock())
+        if decision is True:
+            self._sync_now(calendar)
+        elif isinstance(decision, datetime):
+            self._sync_later(calendar, channel_id, noticed_at, decision)
+
+    def webhook(
+        self, sync_now: Callable[[str], None], sync_later: SyncLater
+    ) -> Callable[[Mapping[str, str], bytes], int]:
+        """The ``/webhooks/google`` callback: verify, drop replays, sync that calendar.
+
+        403 for an unknown channel or a wrong token; 400 without a valid
+        ``X-Goog-Message-Number`` (Google always sends one). A replay gets 200
+        and nothing else. ``sync`` (the channel's first message) is
+        acknowledged and ignored; ``exists`` starts an incremental sync through
+        ``sync_now(calendar)``, at most once per channel and window; inside the
+        window, ``sync_later(calendar, channel_id, noticed_at, at)`` asks for
+        :meth:`follow_up` at ``at``.
+        """
+        self._sync_now = sync_now
+        self._sync_later = sync_later
 
         def on_push(headers: Mapping[str, str], _body: bytes) -> int:
             calendar = self.calendar_for(headers)
             if calendar is None:
                 return 403
-            state = _header(headers, "X-Goog-Resource-State")
-            if state in ("exists", "not_exists") and calendar in self.wanted():
+            channel_id = push_channel_id(headers) or ""
+            number = (_header(headers, "X-Goog-Message-Number") or "").strip()
+            if not _MESSAGE_NUMBER.fullmatch(number):
+                return 400
+            if not self.accept_message(channel_id, int(number)):
+                log.info("push: dropped a replayed notification for calendar %s", calendar)
+                return 200
+            state = (_header(headers, "X-Goog-Resource-State") or "").strip()
+            if state not in ("exists", "not_exists") or calendar not in self.wanted():
+                return 200
+            noticed_at = self.clock()
+            decision = self.claim_sync(channel_id, noticed_at, noticed_at)
+            if decision is True:
                 sync_now(calendar)
+            elif isinstance(decision, datetime):
+                sync_later(calendar, channel_id, noticed_at, decision)
             return 200
 
         return on_push
@@ -394,3 +500,8 @@ def register(manager: PushChannels) -> str:
 
 def maintain_job(manager_id: str) -> None:
     _MANAGERS[manager_id].maintain(utc_now())
+
+
+def follow_up_job(manager_id: str, calendar: str, channel_id: str, noticed_at: str) -> None:
+    """A window that held a notification has ended (``noticed_at`` in ISO 8601)."""
+    _MANAGERS[manager_id].follow_up(calendar, channel_id, datetime.fromisoformat(noticed_at))

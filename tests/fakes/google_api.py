@@ -216,6 +216,8 @@ class FakeGoogleCalendarAPI:
         self.require_quota_user = require_quota_user
         self.calendars: dict[str, FakeCalendar] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        # The last X-Goog-Message-Number sent on each channel.
+        self.message_numbers: dict[str, int] = {}
         self.requests: Counter[str] = Counter()
         self.calls: list[RecordedCall] = []
         self.record_calls = True
@@ -362,20 +364,32 @@ class FakeGoogleCalendarAPI:
         return f"{series_id}_{instance_suffix(original)}"
 
     def notify_channels(self, calendar_id: str, state: str = "exists") -> int:
-        """POST a push notification to every channel watching ``calendar_id``; count sent."""
+        """POST a push notification to every channel watching ``calendar_id``; count sent.
+
+        As Google does: headers only, ``Content-Length: 0``, and a message
+        number that grows with each message on the channel (1 for ``sync``).
+        """
         with self._lock:
             targets = [c for c in self.channels.values() if c["calendar_id"] == calendar_id]
-        for channel in targets:
+            numbers = []
+            for channel in targets:
+                last = self.message_numbers.get(channel["id"], 0)
+                self.message_numbers[channel["id"]] = number = 1 if state == "sync" else last + 7
+                numbers.append(number)
+        for channel, number in zip(targets, numbers, strict=True):
             request = urllib.request.Request(
                 channel["address"],
                 data=b"",
                 method="POST",
                 headers={
+                    "Content-Type": "application/json; utf-8",
                     "X-Goog-Channel-Id": channel["id"],
                     "X-Goog-Channel-Token": channel.get("token", ""),
+                    "X-Goog-Channel-Expiration": "Tue, 19 Nov 2030 01:13:52 GMT",
                     "X-Goog-Resource-Id": channel["resourceId"],
+                    "X-Goog-Resource-Uri": f"{self.endpoint}calendars/{calendar_id}/events",
                     "X-Goog-Resource-State": state,
-                    "X-Goog-Message-Number": "1",
+                    "X-Goog-Message-Number": str(number),
                 },
             )
             with urllib.request.urlopen(request, timeout=5):

@@ -82,17 +82,29 @@ def list_calls(api: FakeGoogleCalendarAPI, owner: str) -> int:
 class Service:
     """A daemon, its push channels and its webhook endpoint; pushes sync synchronously."""
 
-    def __init__(self, cfg: AppConfig, replica_id: str = "replica-a") -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        replica_id: str = "replica-a",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.daemon = Daemon(cfg, replica_id=replica_id)
-        self.push = PushChannels(cfg, self.daemon.store, replica_id=replica_id)
+        self.push = PushChannels(
+            cfg, self.daemon.store, replica_id=replica_id, clock=clock or (lambda: now())
+        )
         self.synced: list[str] = []
+        # (calendar, channel id, noticed at, follow up at) asked for by the webhook
+        self.later: list[tuple[str, str, datetime, datetime]] = []
         self.server = EndpointServer(
             cfg.server.host,
             cfg.server.port,
             ready=self.daemon.readiness,
             metrics=self.daemon.metrics_text,
         )
-        self.server.register_webhook(WEBHOOK_PATH, self.push.webhook(self.sync_now))
+        self.server.register_webhook(
+            WEBHOOK_PATH,
+            self.push.webhook(self.sync_now, lambda *later: self.later.append(later)),
+        )
         self.server.start()
 
     def sync_now(self, calendar: str) -> None:
@@ -415,3 +427,139 @@ def test_replicas_racing_on_postgresql_register_one_channel_per_calendar(
         finally:
             for store in stores:
                 store.close()
+
+
+def captured(api: FakeGoogleCalendarAPI, owner: str) -> dict[str, str]:
+    """The headers of the last notification the fake sent for ``owner``'s channel."""
+    channel = next(c for c in api.channels.values() if c["calendar_id"] == owner)
+    return {
+        "Content-Type": "application/json; utf-8",
+        "X-Goog-Channel-Id": channel["id"],
+        "X-Goog-Channel-Token": channel["token"],
+        "X-Goog-Resource-Id": channel["resourceId"],
+        "X-Goog-Resource-State": "exists",
+        "X-Goog-Message-Number": str(api.message_numbers[channel["id"]]),
+    }
+
+
+def test_a_replayed_notification_is_dropped_and_a_flood_syncs_once_per_window(
+    tmp_path: Path, api: FakeGoogleCalendarAPI
+) -> None:
+    clock = [datetime(2026, 3, 23, 7, 0, tzinfo=UTC)]
+    svc = Service(write_config(tmp_path, api, free_port()), clock=lambda: clock[0])
+    try:
+        svc.push.maintain(now())
+        url = svc.server.url + WEBHOOK_PATH
+        assert api.notify_channels(MONA) == 1
+        assert svc.synced == ["mona"] and list_calls(api, MONA) == 1
+        # The same notification 20 times (before: 20 syncs, 20 list requests).
+        headers = captured(api, MONA)
+        assert [post(url, headers) for _ in range(20)] == [200] * 20
+        assert svc.synced == ["mona"] and list_calls(api, MONA) == 1 and svc.later == []
+
+        # Forged message numbers pass the replay check; the window holds them to one
+        # follow-up at its end.
+        number = int(headers["X-Goog-Message-Number"])
+        clock[0] += timedelta(seconds=1)
+        for n in range(1, 21):
+            assert post(url, {**headers, "X-Goog-Message-Number": str(number + 1000 * n)}) == 200
+        assert svc.synced == ["mona"] and list_calls(api, MONA) == 1
+        window_end = clock[0] - timedelta(seconds=1) + svc.push.sync_window
+        assert {(c, at) for c, _ch, _noticed, at in svc.later} == {("mona", window_end)}
+        clock[0] = window_end
+        calendar, channel_id, noticed_at, _at = svc.later[-1]
+        svc.push.follow_up(calendar, channel_id, noticed_at)
+        assert svc.synced == ["mona", "mona"] and list_calls(api, MONA) == 2
+        # The earlier follow-ups of that window are covered by the one that ran.
+        for calendar, channel_id, noticed_at, _at in svc.later[:-1]:
+            svc.push.follow_up(calendar, channel_id, noticed_at)
+        assert svc.synced == ["mona", "mona"]
+
+        # After the window a genuine notification syncs at once again.
+        clock[0] += svc.push.sync_window
+        assert api.notify_channels(MONA) == 1
+        assert svc.synced == ["mona"] * 3 and list_calls(api, MONA) == 3
+        # Without a message number (Google always sends one) it is refused.
+        no_number = {k: v for k, v in headers.items() if k != "X-Goog-Message-Number"}
+        assert post(url, no_number) == 400
+        assert post(url, {**headers, "X-Goog-Message-Number": "-5"}) == 400
+        assert svc.synced == ["mona"] * 3
+    finally:
+        svc.close()
+
+
+def test_the_running_service_drops_replays_and_rate_limits_a_flood(
+    tmp_path: Path, api: FakeGoogleCalendarAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler import push
+
+    monkeypatch.setattr(push, "PUSH_SYNC_WINDOW", timedelta(seconds=5))
+    cfg = write_config(tmp_path, api, free_port())
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=run_forever, args=(cfg,), kwargs={"echo": lambda _s: None, "stop": stop}
+    )
+    runner.start()
+    try:
+        wait_for(lambda: len(api.channels) == 2)
+        # Mona's first poll is half an interval away: every list call here is a push's.
+        before = list_calls(api, MONA)
+        window_opened = time.monotonic()
+        assert api.notify_channels(MONA) == 1
+        wait_for(lambda: list_calls(api, MONA) == before + 1)
+        url = f"http://127.0.0.1:{cfg.server.port}{WEBHOOK_PATH}"
+        headers = captured(api, MONA)
+        assert [post(url, headers) for _ in range(20)] == [200] * 20
+        number = int(headers["X-Goog-Message-Number"])
+        forged = [
+            post(url, {**headers, "X-Goog-Message-Number": str(number + 1000 * n)})
+            for n in range(1, 21)
+        ]
+        assert forged == [200] * 20
+        if time.monotonic() - window_opened < 4:  # (a loaded machine may be slower)
+            assert list_calls(api, MONA) == before + 1  # inside the window: nothing yet
+        wait_for(lambda: list_calls(api, MONA) == before + 2, 15)  # one follow-up at its end
+        time.sleep(1.5)
+        assert list_calls(api, MONA) == before + 2
+    finally:
+        stop.set()
+        runner.join(15)
+    assert not runner.is_alive()
+
+
+@pytest.mark.postgres
+def test_replicas_on_postgresql_share_the_replay_check_and_the_window(
+    tmp_path: Path, api: FakeGoogleCalendarAPI
+) -> None:
+    from tests.integration.pg import postgres_schema
+
+    with postgres_schema() as url:
+        clock = [datetime(2026, 3, 23, 7, 0, tzinfo=UTC)]
+        replicas = []
+        for name in ("replica-a", "replica-b"):
+            cfg = write_config(tmp_path, api, free_port(), storage={"url": url})
+            replicas.append(Service(cfg, name, clock=lambda: clock[0]))
+        a, b = replicas
+        try:
+            a.push.maintain(now())
+            assert api.notify_channels(MONA) == 1  # reaches replica a (its public URL)
+            assert a.synced == ["mona"]
+            headers = captured(api, MONA)
+            b_url = b.server.url + WEBHOOK_PATH
+            # The same notification replayed at the other replica: dropped there too.
+            assert post(b_url, headers) == 200 and b.synced == [] and b.later == []
+            # A new number inside a's window: b does not sync, it follows up at the end.
+            number = int(headers["X-Goog-Message-Number"]) + 1
+            forged = {**headers, "X-Goog-Message-Number": str(number)}
+            clock[0] += timedelta(seconds=3)
+            assert post(b_url, forged) == 200 and b.synced == []
+            [(calendar, channel_id, noticed_at, at)] = b.later
+            assert at == datetime(2026, 3, 23, 7, 0, tzinfo=UTC) + b.push.sync_window
+            clock[0] = at
+            b.push.follow_up(calendar, channel_id, noticed_at)
+            assert b.synced == ["mona"] and a.synced == ["mona"]
+            a.push.follow_up(calendar, channel_id, noticed_at)  # a late twin: covered
+            assert a.synced == ["mona"] and list_calls(api, MONA) == 2
+        finally:
+            for replica in replicas:
+                replica.close()
