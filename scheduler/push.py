@@ -41,6 +41,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -176,6 +177,8 @@ class PushChannels:
         self.new_token = new_token
         self.sync_window = sync_window if sync_window is not None else PUSH_SYNC_WINDOW
         self.clock = clock
+        self.replays = 0  # notifications dropped as replays by this process
+        self._replay_logged_at = -60.0
         self._sync_now: Callable[[str], None] = lambda _calendar: None
         self._sync_later: SyncLater = lambda _calendar, _channel, _noticed, _at: None
         self.calendars = {c.name: c for c in cfg.calendars}
@@ -441,6 +444,18 @@ class PushChannels:
         elif isinstance(decision, datetime):
             self._sync_later(calendar, channel_id, noticed_at, decision)
 
+    def _log_replay(self, calendar: str) -> None:
+        # A flood of replays must not flood the log: one line a minute at most.
+        self.replays += 1
+        now = time.monotonic()
+        if now - self._replay_logged_at >= 60:
+            self._replay_logged_at = now
+            log.warning(
+                "push: dropped a replayed notification for calendar %s (%d replays so far)",
+                calendar,
+                self.replays,
+            )
+
     def webhook(
         self, sync_now: Callable[[str], None], sync_later: SyncLater
     ) -> Callable[[Mapping[str, str], bytes], int]:
@@ -466,7 +481,7 @@ class PushChannels:
             if not _MESSAGE_NUMBER.fullmatch(number):
                 return 400
             if not self.accept_message(channel_id, int(number)):
-                log.info("push: dropped a replayed notification for calendar %s", calendar)
+                self._log_replay(calendar)
                 return 200
             state = (_header(headers, "X-Goog-Resource-State") or "").strip()
             if state not in ("exists", "not_exists") or calendar not in self.wanted():

@@ -443,7 +443,7 @@ def captured(api: FakeGoogleCalendarAPI, owner: str) -> dict[str, str]:
 
 
 def test_a_replayed_notification_is_dropped_and_a_flood_syncs_once_per_window(
-    tmp_path: Path, api: FakeGoogleCalendarAPI
+    tmp_path: Path, api: FakeGoogleCalendarAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = [datetime(2026, 3, 23, 7, 0, tzinfo=UTC)]
     svc = Service(write_config(tmp_path, api, free_port()), clock=lambda: clock[0])
@@ -456,6 +456,9 @@ def test_a_replayed_notification_is_dropped_and_a_flood_syncs_once_per_window(
         headers = captured(api, MONA)
         assert [post(url, headers) for _ in range(20)] == [200] * 20
         assert svc.synced == ["mona"] and list_calls(api, MONA) == 1 and svc.later == []
+        assert svc.push.replays == 20
+        replay_lines = [r for r in caplog.records if "replayed notification" in r.getMessage()]
+        assert len(replay_lines) == 1  # one line a minute, not one per replay
 
         # Forged message numbers pass the replay check; the window holds them to one
         # follow-up at its end.
