@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import inspect, select
+from sqlalchemy import create_engine, func, inspect, select
 
 from scheduler import leases
 from scheduler.config import AppConfig, load_config
@@ -347,6 +347,18 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def stored_channels(cfg: AppConfig) -> int:
+    """How many channels the running service has stored (a reader of its own)."""
+    engine = create_engine(cfg.storage.url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(push_channels_table)).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
 def test_the_running_service_registers_syncs_on_push_and_stops_on_shutdown(
     tmp_path: Path, api: FakeGoogleCalendarAPI
 ) -> None:
@@ -357,7 +369,8 @@ def test_the_running_service_registers_syncs_on_push_and_stops_on_shutdown(
     )
     runner.start()
     try:
-        wait_for(lambda: len(api.channels) == 2)
+        # Google answers the watch before the daemon stores the channel: wait for both.
+        wait_for(lambda: len(api.channels) == 2 and stored_channels(cfg) == 2)
         # Erik's first poll is half an interval away: only the push can make this list call.
         before = list_calls(api, ERIK)
         assert api.notify_channels(ERIK) == 1
@@ -504,7 +517,8 @@ def test_the_running_service_drops_replays_and_rate_limits_a_flood(
     )
     runner.start()
     try:
-        wait_for(lambda: len(api.channels) == 2)
+        # Google answers the watch before the daemon stores the channel: wait for both.
+        wait_for(lambda: len(api.channels) == 2 and stored_channels(cfg) == 2)
         # Mona's first poll is half an interval away: every list call here is a push's.
         before = list_calls(api, MONA)
         window_opened = time.monotonic()
