@@ -41,7 +41,11 @@ no valid URL at all.
 - **Writes** go through :mod:`integrations.calendars.ics` (only DESCRIPTION and
   ``X-FEEDBACK-AGENDAS-HASH`` of the targeted VEVENT change) and are one
   ``PUT`` per resource with ``If-Match`` on the etag the decision was made on.
-  A 412 gives :class:`~agendas.errors.PreconditionFailed`.
+  A 412 gives :class:`~agendas.errors.PreconditionFailed`. The bytes edited are
+  the stored ones: a multiget's copy has its line ends normalised by the XML
+  parser (a server may store LF-only objects as uploaded), so a write to a
+  resource last read by multiget GETs it first (an etag other than the
+  decision's is a conflict, as a 412 is). Quiet cycles need no GET.
 
 Request kinds counted in ``requests`` are the HTTP methods, lower case:
 ``report``, ``get``, ``put``, ``propfind``. Nothing here logs descriptions or
@@ -140,11 +144,19 @@ class _Cursor:
 
 @dataclass(frozen=True, slots=True)
 class _Fetched:
-    """One resource as read: raw bytes (CRLF lines) and its etag."""
+    """One resource as read: its bytes and its etag.
+
+    ``exact`` is False for bytes that came through a calendar-multiget: the
+    XML parser turned every CR into LF and :func:`_crlf` made every line end
+    CRLF, which is right for parsing but not necessarily the stored bytes (a
+    server that keeps an LF-only object as uploaded). A write edits exact
+    bytes only.
+    """
 
     key: str
     etag: str
     data: bytes
+    exact: bool = True
 
 
 class _MultigetFailed(Exception):
@@ -200,8 +212,9 @@ class CaldavProvider:
         self._collections = collections
         self._username = username if username is not None else getattr(client, "username", None)
         self._sync_supported = True
-        # key -> (full etag, bytes) of the last version read, for writes without a GET.
-        self._cache: dict[str, tuple[str, bytes]] = {}
+        # key -> (full etag, bytes, exact) of the last version read or written; exact
+        # bytes (from a GET) let a write skip its GET; see _Fetched.
+        self._cache: dict[str, tuple[str, bytes, bool]] = {}
         # UID -> resource key, from the last read; UIDs held by two resources are left out.
         self._uid_index: dict[str, str] = {}
         self._clashed: set[str] = set()
@@ -297,7 +310,7 @@ class CaldavProvider:
         """Read ``keys`` (from memory when the etag matches) and fold them into ``batch``."""
         resources = batch.resources
         fetched = {
-            k: _Fetched(k, listing[k], self._cache[k][1])
+            k: _Fetched(k, listing[k], self._cache[k][1], self._cache[k][2])
             for k in keys
             if k in listing and k in self._cache and self._cache[k][0] == listing[k]
         }
@@ -318,7 +331,7 @@ class CaldavProvider:
                 if gone is not None:
                     batch.deleted.update(self._ref(r) for r in gone.refs)
                 continue
-            self._cache[key] = (item.etag, item.data)
+            self._cache[key] = (item.etag, item.data, item.exact)
             try:
                 found_meetings = self._parse(key, item.data, item.etag)
             except IcsError as exc:
@@ -350,7 +363,7 @@ class CaldavProvider:
             if item is None:
                 return None
         found = self._parse(item.key, item.data, item.etag)
-        self._cache[item.key] = (item.etag, item.data)
+        self._cache[item.key] = (item.etag, item.data, item.exact)
         for meeting in found:
             self._uid_index[meeting.ref.event_id] = item.key
         return next((m for m in found if m.ref == ref), None)
@@ -409,9 +422,12 @@ class CaldavProvider:
             raise PreconditionFailed(f"{key}: writes based on different versions")
         etag = etags.pop()
         cached = self._cache.get(key)
-        if cached is not None and cached[0] == etag:
+        if cached is not None and cached[0] == etag and cached[2]:
             data = cached[1]
         else:
+            # The exact stored bytes to edit (a multiget's copy has its line ends
+            # normalised); an etag other than the decision's is a conflict, as a 412
+            # would be, and the engine re-reads and decides again.
             item = self._get_resource(collection, key)
             if item is None:
                 raise NotFound(f"{key} is gone")
@@ -428,13 +444,19 @@ class CaldavProvider:
         )
         if new_data is None:
             return outcomes
-        new_etag = self._put(collection, key, new_data, etag)
-        self._cache[key] = (new_etag, new_data)
+        stored = self._put(collection, key, new_data, etag)
+        new_etag = stored.etag
+        self._cache[key] = (new_etag, stored.data, stored.exact)
         self._written[key] = new_etag
         outcomes.update({i: WriteOutcome(w.ref, etag=new_etag) for i, w in applied})
         return outcomes
 
-    def _put(self, collection: str, key: str, data: bytes, etag: str) -> str:
+    def _put(self, collection: str, key: str, data: bytes, etag: str) -> _Fetched:
+        """PUT ``data`` if the resource still has ``etag``; the new version, as far as known.
+
+        The bytes sent are not taken for exact: a server may store them
+        reformatted (Radicale turns LF into CRLF) and still answer an etag.
+        """
         headers = {"Content-Type": "text/calendar; charset=utf-8", "If-Match": etag}
         response = self._dav.request(
             "PUT", self._url(collection, key), body=data, headers=headers, what=f"PUT {key}"
@@ -447,8 +469,8 @@ class CaldavProvider:
             item = self._get_resource(collection, key)
             if item is None:
                 raise NotFound(f"{key} vanished after the write")
-            new_etag = item.etag
-        return str(new_etag)
+            return item
+        return _Fetched(key, str(new_etag), data, exact=False)
 
     # -- talking to the server --------------------------------------------------
 
@@ -744,7 +766,7 @@ class CaldavProvider:
             elif data is None or not etag:
                 failed[key] = "the server sent no calendar data or no etag"
             else:
-                found[key] = _Fetched(key, etag, _crlf(data.encode("utf-8")))
+                found[key] = _Fetched(key, etag, _crlf(data.encode("utf-8")), exact=False)
         return [k for k in chunk if k not in answered]
 
     def _get_resource(self, collection: str, key: str | None) -> _Fetched | None:

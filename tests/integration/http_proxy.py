@@ -15,6 +15,8 @@ server misbehave in ways a real one does:
 - ``require_auth`` answers any request without an ``Authorization`` header
   with a Basic challenge, as a server that wants credentials does.
 
+``exchanges`` keeps each request with the body the client sent.
+
 Stdlib only, no mocks: clients talk real HTTP to it. Stop it with ``close()``.
 """
 
@@ -42,6 +44,7 @@ class Exchange:
     path: str
     status: int
     authorized: bool
+    body: bytes = b""  # the request body as the client sent it
 
 
 class HttpProxy:
@@ -78,7 +81,7 @@ class HttpProxy:
                 path = self.path
                 authorized = "Authorization" in self.headers
                 status, headers, data = proxy._serve(self, path, body, authorized, host, target)
-                proxy._record(Exchange(self.command, path, status, authorized))
+                proxy._record(Exchange(self.command, path, status, authorized, body))
                 self._answer(status, headers, data)
 
             do_GET = do_PUT = do_REPORT = do_PROPFIND = do_DELETE = do_OPTIONS = _handle

@@ -524,9 +524,11 @@ def test_a_concurrent_edit_gives_412_and_the_users_edit_survives(setup: Setup) -
     provider: Any = EditsBeforeFirstWrite(setup.provider, alice_edits)
     report = run_cycle(provider, setup.store, RULES, setup.renderer, NOW)
     assert report.ok, report.error
-    assert report.conflicts >= 1  # our PUT carried the old etag and got 412
+    # The GET before our PUT saw the new etag: a conflict, as a 412 would be; the
+    # engine read the event again and the one PUT merged into the user's edit.
+    assert report.conflicts >= 1
     assert report.errors == {}
-    assert report.requests["put"] == 2
+    assert report.requests["put"] == 1
 
     cal = parse_calendar(setup.get("alice-1on1.ics"))
     master = next(e for e in cal.walk("VEVENT") if "RECURRENCE-ID" not in e)
@@ -540,11 +542,26 @@ def test_a_concurrent_edit_gives_412_and_the_users_edit_survives(setup: Setup) -
 def test_a_stale_put_is_refused_by_the_server_not_only_by_our_cache(setup: Setup) -> None:
     setup.put("bob-1on1.ics", WEEK["bob-1on1.ics"])
     (meeting,) = setup.provider.read_changes(None).meetings
+    # A GET leaves the exact stored bytes in memory: the write PUTs without reading again.
+    assert setup.provider.get(meeting.ref) == meeting
     setup.put("bob-1on1.ics", WEEK["bob-1on1.ics"].replace(b"Bob / Mona", b"Bob / Mona (moved)"))
     before = dict(setup.provider.requests)
     (outcome,) = setup.provider.write([DescriptionWrite(meeting.ref, meeting.etag, "ours", "h")])
     assert type(outcome.error).__name__ == "PreconditionFailed"
     assert setup.provider.requests["put"] == before.get("put", 0) + 1  # the server said 412
+    assert b"ours" not in setup.get("bob-1on1.ics")
+
+
+def test_a_write_edits_the_stored_bytes_and_a_changed_etag_is_a_conflict(setup: Setup) -> None:
+    setup.put("bob-1on1.ics", WEEK["bob-1on1.ics"])
+    (meeting,) = setup.provider.read_changes(None).meetings  # a multiget's copy
+    setup.put("bob-1on1.ics", WEEK["bob-1on1.ics"].replace(b"Bob / Mona", b"Bob / Mona (moved)"))
+    before = dict(setup.provider.requests)
+    (outcome,) = setup.provider.write([DescriptionWrite(meeting.ref, meeting.etag, "ours", "h")])
+    assert type(outcome.error).__name__ == "PreconditionFailed"
+    # The GET for the exact bytes saw another etag: no PUT of a stale decision.
+    assert setup.provider.requests["get"] == before.get("get", 0) + 1
+    assert setup.provider.requests["put"] == before.get("put", 0)
     assert b"ours" not in setup.get("bob-1on1.ics")
 
 
