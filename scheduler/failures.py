@@ -44,6 +44,7 @@ from agendas.errors import (
     TransientError,
     UserError,
 )
+from integrations.redact import mask_urls_in
 
 AUTH = "auth"
 PERMISSION = "permission"
@@ -146,7 +147,8 @@ def describe_failure(
     message = f"{f'calendar {calendar}' if calendar is not None else subject}: {kind}: {detail}"
     if hint:
         message += f" ({hint})"
-    return Failure(kind=kind, message=message[:_MAX_MESSAGE])
+    # Any URL an exception quotes keeps its host but never its userinfo.
+    return Failure(kind=kind, message=mask_urls_in(message)[:_MAX_MESSAGE])
 
 
 def _detail(exc: BaseException, kind: str) -> str:

@@ -150,3 +150,14 @@ def test_masking_urls_in_text_and_splitting_credentials_off() -> None:
     assert split_userinfo("http://bob:hunter2@h/", "alice", None) == ("http://h/", "alice", None)
     assert split_userinfo("http://bob:hunter2@h/", None, "pw") == ("http://h/", "bob", "pw")
     assert split_userinfo("http://h/", "alice", "pw") == ("http://h/", "alice", "pw")
+
+
+def test_a_failure_message_quoting_a_url_masks_its_password() -> None:
+    from agendas.errors import ProviderError
+    from scheduler.failures import describe_failure
+
+    failure = describe_failure(
+        ProviderError(f"PUT http://mona:{PASSWORD}@dav.example.com/c/1.ics: 507"), calendar="dav"
+    )
+    assert PASSWORD not in failure.message
+    assert "http://mona:***@dav.example.com/c/1.ics" in failure.message
