@@ -14,15 +14,22 @@ import re
 from urllib.parse import unquote
 
 MASK = "***"
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# Up to the next whitespace: a quote may be part of a raw password, and a closing
+# quote swallowed into the match only ends up in the unmasked tail.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
-def _parts(url: str) -> tuple[str, str, str, str] | None:
-    """(scheme, userinfo, host, tail) of a URL with userinfo, else None (as urlsplit splits)."""
+def _parts(url: str, ends_at: str = "/?#") -> tuple[str, str, str, str] | None:
+    """(scheme, userinfo, host, tail) of a URL with userinfo, else None.
+
+    The authority ends at the first of ``ends_at``: ``/?#`` splits as urlsplit
+    and HTTP clients do; masking ends it at ``/`` only, so that a password
+    with a raw ``#`` or ``?`` is masked whole (masking too much is harmless).
+    """
     scheme, sep, rest = url.partition("://")
     if not sep:
         return None
-    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    ends = [i for i in (rest.find(c) for c in ends_at) if i >= 0]
     end = min(ends, default=len(rest))
     userinfo, at, host = rest[:end].rpartition("@")
     if not at:
@@ -36,7 +43,7 @@ def mask_url(url: str) -> str:
     A user alone is masked whole: it is often a token. A URL without userinfo
     comes back unchanged. Never raises, whatever the text.
     """
-    parts = _parts(url)
+    parts = _parts(url, ends_at="/")
     if parts is None:
         return url
     scheme, userinfo, host, tail = parts
@@ -46,7 +53,7 @@ def mask_url(url: str) -> str:
 
 
 def mask_urls_in(text: str) -> str:
-    """``text`` with every URL in it masked by :func:`mask_url`."""
+    """``text`` with every URL in it masked by :func:`mask_url` (a URL ends at whitespace)."""
     return _URL_IN_TEXT.sub(lambda match: mask_url(match.group(0)), text)
 
 
