@@ -262,15 +262,19 @@ class AgendaRenderer:
     def _self_check(self, problems: list[str]) -> None:
         """Render every template and locale once with the longest inputs we accept."""
         goals = tuple("goal " * (MAX_GOAL_CHARS // 5) for _ in range(MAX_GOALS + 1))
+        over_a_limit: set[str] = set()  # once is enough: each render could take the time limit
         for fmt in TextFormat:
             for locale in sorted(self._strings):
                 for kind, slots in (
                     (MeetingKind.ONE_ON_ONE, (SlotKind.WELL, SlotKind.BETTER, SlotKind.STOP)),
                     (MeetingKind.TEAM, (SlotKind.PRAISE,)),
                 ):
-                    if structure_template_name(kind.value, fmt) not in self._templates:
+                    name = structure_template_name(kind.value, fmt)
+                    if name not in self._templates:
                         continue  # it failed to load: already a problem
                     for slot in slots:
+                        if name in over_a_limit:
+                            break
                         key: _Key = (
                             fmt, kind.value, slot.value, "team", locale, goals,
                             True, None, True, True,
@@ -279,8 +283,10 @@ class AgendaRenderer:
                             self._render_key(key)
                         except ConfigError as exc:  # TemplateFailed: names the template
                             problems.extend(p for p in exc.problems if p not in problems)
+                            if isinstance(exc.__cause__, TemplateLimitExceeded):
+                                over_a_limit.add(name)
                         except Exception as exc:  # our own code around the templates
-                            problem = _describe(structure_template_name(kind.value, fmt), exc)
+                            problem = _describe(name, exc)
                             if problem not in problems:
                                 problems.append(problem)
 
