@@ -12,8 +12,8 @@ config that ``sync`` then rejects:
   private (no permissions for group or others), and loadable the way the
   providers load them (a service account needs ``subject``);
 * SQLite storage: the database's folder exists and is writable, and an
-  existing database is a writable SQLite file (PostgreSQL needs the network:
-  not checked);
+  existing database is a writable SQLite file at a revision this version
+  knows (PostgreSQL needs the network: not checked);
 * notification channels: apprise can use each ``notify`` URL (parsed only; a
   message names the channel by its place in the file, never by its URL);
 * teams: a manager is not also listed as a member of the same team; a config
@@ -141,24 +141,45 @@ def _storage_problems(cfg: AppConfig) -> list[Problem]:
         return [(where, f"the database {file} is not a file")]
     if kind == "file" and not os.access(file, os.R_OK | os.W_OK):
         return [(where, f"cannot write to the database {file}")]
-    if kind == "file" and not _is_sqlite_database(file):
-        return [(where, f"{file} is not a SQLite database")]
+    if kind == "file":
+        problem = _sqlite_problem(file)
+        if problem:
+            return [(where, problem)]
     return []
 
 
-def _is_sqlite_database(file: Path) -> bool:
-    """Open read-only and read the schema: an empty file is a new database too."""
+def _sqlite_problem(file: Path) -> str | None:
+    """Open read-only: a file that is no database, or one a newer version migrated."""
     import sqlite3
+
+    from alembic.script import ScriptDirectory
+
+    from scheduler.migrations import alembic_config
 
     try:
         connection = sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True)
         try:
-            connection.execute("PRAGMA schema_version").fetchone()
+            connection.execute("PRAGMA schema_version").fetchone()  # an empty file is fine too
+            versioned = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchone()
+            row = (
+                connection.execute("SELECT version_num FROM alembic_version").fetchone()
+                if versioned
+                else None
+            )
         finally:
             connection.close()
     except sqlite3.Error:
-        return False
-    return True
+        return f"{file} is not a SQLite database"
+    script = ScriptDirectory.from_config(alembic_config())
+    if row is not None and row[0] not in {rev.revision for rev in script.walk_revisions()}:
+        # As Store.open would say, before it refuses to start.
+        return (
+            f"the database is at revision {row[0]}, which this version of feedback-agendas "
+            f"does not know (newest known: {script.get_current_head()}); upgrade feedback-agendas"
+        )
+    return None
 
 
 def _channel_problems(cfg: AppConfig) -> list[Problem]:

@@ -262,3 +262,19 @@ def test_a_notify_url_apprise_cannot_use_is_named_by_its_place_not_its_secret(
     assert check_config(path) == [
         f"{path}:3: people[0].notify[1]: apprise cannot use this URL (check its scheme and parts)"
     ]
+
+
+def test_a_database_migrated_by_a_newer_version(tmp_path: Path) -> None:
+    import sqlite3
+
+    (tmp_path / "cal").mkdir()
+    path = config(tmp_path, VDIR.format(path="cal"), top="storage:\n  url: sqlite:///fa.db\n")
+    assert check_config(path) == []  # no database yet: sync creates it
+    from scheduler.store import Store
+
+    Store.open(f"sqlite:///{tmp_path / 'fa.db'}").close()
+    assert check_config(path) == []  # ours, at head
+    with sqlite3.connect(tmp_path / "fa.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    [problem] = check_config(path)
+    assert problem.startswith(f"{path}:2: storage.url: the database is at revision 9999, which")
