@@ -553,8 +553,9 @@ def test_a_steady_read_of_1000_files_only_stats_them(tmp_path: Path) -> None:
     steady_seconds = time.perf_counter() - began
     assert steady.meetings == () and steady.deleted == ()
     assert vdir.requests["read"] == reads_before  # no file was opened
+    # The figures are for a person reading -s output; speed is the benches' job
+    # (a timed assert failed under load on a shared machine), the counter is the test.
     print(f"vdir 1000 files: full read {full_seconds:.2f}s, steady read {steady_seconds:.3f}s")
-    assert steady_seconds < 0.5
 
 
 # -- the bundled sample week --------------------------------------------------
