@@ -196,8 +196,8 @@ class EndpointServer:
             return Response(200, b"ok\n")
 
         def readyz(_request: Request) -> Response:
-            ok, why = ready()
-            return Response(200 if ok else 503, (why + "\n").encode())
+            ok, why = ready()  # a JSON object (see Daemon.readiness)
+            return Response(200 if ok else 503, (why + "\n").encode(), "application/json")
 
         def metrics_route(_request: Request) -> Response:
             body, content_type = metrics()

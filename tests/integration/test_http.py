@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from integrations.calendars.memory import MemoryProvider
@@ -74,6 +76,10 @@ def test_health_ready_metrics_and_push_webhook(tmp_path: Path) -> None:
         assert server.port > 0
         assert get(server.url + "/healthz") == (200, "ok\n")
         assert get(server.url + "/readyz")[0] == 503  # no cycle yet
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(server.url + "/readyz", timeout=5)
+        assert answer.value.headers["Content-Type"] == "application/json"
+        assert json.loads(answer.value.read())["ready"] is False
         daemon.sync_calendar("mona")
         daemon.housekeeping()
         assert get(server.url + "/readyz")[0] == 200
