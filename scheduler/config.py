@@ -19,6 +19,7 @@ import ipaddress
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -194,6 +195,24 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
+def _check_agenda_text(value: str) -> str:
+    """Text we write into events (goals, the team norm): one line, no control characters.
+
+    A YAML escape such as ``"\\0"`` or ``"\\x1b"`` would otherwise reach every
+    calendar event and every attendee's terminal or client.
+    """
+    bad = next((ch for ch in value if unicodedata.category(ch) == "Cc"), None)
+    if bad is not None:
+        raise ValueError(
+            f"control character {bad.encode('unicode_escape').decode('ascii')} is not allowed "
+            "in text written into events"
+        )
+    return value
+
+
+AgendaText = Annotated[str, Field(min_length=1), AfterValidator(_check_agenda_text)]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -320,7 +339,7 @@ class TeamConfig(_Frozen):
     members: tuple[Email, ...] = ()
     locale: Locale = "en"
     timezone: TimeZoneName = "UTC"
-    goals: tuple[NonEmptyStr, ...] = ()
+    goals: tuple[AgendaText, ...] = ()
     positive_only_until: date | None = None
     # Apprise URLs often embed tokens or passwords.
     notify: tuple[SecretStr, ...] = ()
@@ -334,7 +353,7 @@ class OrgConfig(_Frozen):
 
 class TeamNormConfig(_Frozen):
     enabled: bool = True
-    text: dict[Locale, NonEmptyStr] = Field(default_factory=dict)
+    text: dict[Locale, AgendaText] = Field(default_factory=dict)
 
 
 class PolicyConfig(_Frozen):

@@ -746,3 +746,17 @@ def test_check_config_returns_every_problem(tmp_path: Path) -> None:
         f"{path}:7: policy.focus: unknown key",
         f"{path}:8: opt_out.users[0]: not an email address (name@domain)",
     ]
+
+
+def test_control_characters_in_text_written_into_events_are_refused(tmp_path: Path) -> None:
+    """A goal or norm with a YAML escape such as "\\0" or "\\x1b" would land in every event."""
+    example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    goal = '        - "Cut on-call pages by half"'
+    assert goal in example
+    path = write(
+        tmp_path, example.replace(goal, '        - "Ship\\0the \\x1b[31mbilling"'), "c.yaml"
+    )
+    [problem] = problems_of(path)
+    assert "org.teams[0].goals[1]" in problem
+    assert "control character \\x00 is not allowed" in problem
+    assert "\x1b" not in problem
