@@ -206,6 +206,26 @@ def test_a_credentials_file_readable_by_others_fails_its_calendar_only(
     assert run["ok"] is False and run["error_kind"] == "config"
 
 
+def test_a_missing_credentials_file_fails_its_calendar_only(
+    tmp_path: Path, google_api: Any
+) -> None:
+    missing = tmp_path / "not-there.json"
+    config = write_config(
+        tmp_path,
+        [google_calendar("bad", missing, google_api.endpoint), vdir_calendar(tmp_path, "good")],
+    )
+    code, summary, stderr = sync(config)
+    assert code == 1
+    assert_good_calendar_synced(summary)
+    bad = summary["calendars"]["bad"]
+    assert bad["ok"] is False and bad["error_kind"] == "config"
+    assert str(missing) in bad["error"] and "calendar bad" in bad["error"]
+    assert "Traceback" not in stderr
+    checked = CliRunner().invoke(main, ["check-config", "--config", str(config)])
+    assert checked.exit_code == 2
+    assert "calendars[0].credentials" in checked.output and str(missing) in checked.output
+
+
 def test_refused_and_unreachable_google_credentials_fail_their_calendar_only(
     tmp_path: Path, google_api: Any, token_endpoint: TokenEndpoint
 ) -> None:
