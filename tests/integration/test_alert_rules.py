@@ -12,8 +12,6 @@ import json
 import re
 import shutil
 import sqlite3
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ from scheduler.daemon import Daemon, housekeeping_job, register, send_job
 from scheduler.http_server import EndpointServer
 from tests.integration.test_outbox_receivers import WebhookReceiver
 from tests.promql import Evaluator, parse_scrape
+from tests.support.http import get
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "mona@example.com"
@@ -50,14 +49,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def write_config(tmp: Path, calendars: list[str], notify: str, **server: Any) -> Path:

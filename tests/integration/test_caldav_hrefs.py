@@ -28,29 +28,18 @@ import niquests
 import pytest
 
 from agendas.block import START_MARKER
-from agendas.policy import Org, Rules, Team
 from agendas.render import AgendaRenderer
 from integrations.calendars.caldav import CaldavProvider
 from scheduler.engine import CycleReport, run_cycle
 from scheduler.store import Store
 from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
+from tests.support.rules import example_com_rules, platform_team
 
 USER = "mona"
 OWNER = "mona@example.com"
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
-RULES = Rules(
-    org=Org(
-        internal_domains=frozenset({"example.com"}),
-        teams=(
-            Team(
-                name="platform",
-                manager=OWNER,
-                members=frozenset({"alice@example.com", "bob@example.com"}),
-            ),
-        ),
-    )
-)
+RULES = example_com_rules(platform_team(OWNER, "alice@example.com", "bob@example.com"))
 
 # Resource names as they appear in a URL; Radicale stores the first five as they are.
 STORED_AS_IS = ["with%20space.ics", "a%23b.ics", "a%25b.ics", "a%3Bb.ics", "%C3%A9t%C3%A9.ics"]

@@ -33,6 +33,7 @@ from integrations.calendars.ics import HASH_PROPERTY, parse_calendar
 from scheduler.engine import CycleReport, run_cycle
 from scheduler.store import Store
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
+from tests.support.rules import example_com_rules, platform_team
 
 USER = "mona"
 BASIC_AUTH = "Basic " + base64.b64encode(f"{USER}:pw".encode()).decode()
@@ -40,25 +41,15 @@ BASIC_AUTH = "Basic " + base64.b64encode(f"{USER}:pw".encode()).decode()
 OWNER = "mona@example.com"
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 
-RULES = Rules(
-    org=Org(
-        internal_domains=frozenset({"example.com"}),
-        teams=(
-            Team(
-                name="platform",
-                manager=OWNER,
-                members=frozenset({"alice@example.com", "bob@example.com"}),
-                timezone="Europe/Stockholm",
-            ),
-            Team(
-                name="plattform-sv",
-                manager=OWNER,
-                members=frozenset({"erik@example.com", "sara@example.com"}),
-                locale="sv",
-                timezone="Europe/Stockholm",
-            ),
-        ),
-    )
+RULES = example_com_rules(
+    platform_team(OWNER, "alice@example.com", "bob@example.com", timezone="Europe/Stockholm"),
+    Team(
+        name="plattform-sv",
+        manager=OWNER,
+        members=frozenset({"erik@example.com", "sara@example.com"}),
+        locale="sv",
+        timezone="Europe/Stockholm",
+    ),
 )
 
 STOCKHOLM = """BEGIN:VTIMEZONE

@@ -14,48 +14,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from integrations.calendars.memory import MemoryProvider
 from scheduler.config import load_config
 from scheduler.daemon import Daemon, webhook_router
 from scheduler.http_server import EndpointServer
+from tests.support.http import get, write_vdir_config
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)
 
 
 def config(tmp: Path, port: int = 0) -> Path:
-    path = tmp / "config.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "storage": {"url": f"sqlite:///{tmp / 'fa.db'}"},
-                "calendars": [
-                    {
-                        "name": "mona",
-                        "provider": "vdir",
-                        "path": str(tmp / "cal"),
-                        "owner": "mona@example.com",
-                    }
-                ],
-                "org": {"internal_domains": ["example.com"]},
-                "server": {"host": "127.0.0.1", "port": port},
-                "sync": {"interval_seconds": 1},
-            }
-        ),
-        encoding="utf-8",
+    return write_vdir_config(
+        tmp, server={"host": "127.0.0.1", "port": port}, sync={"interval_seconds": 1}
     )
-    (tmp / "cal").mkdir(exist_ok=True)
-    return path
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_health_ready_metrics_and_push_webhook(tmp_path: Path) -> None:

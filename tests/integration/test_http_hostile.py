@@ -23,6 +23,7 @@ from integrations.calendars.memory import MemoryProvider
 from scheduler.config import load_config
 from scheduler.daemon import Daemon
 from scheduler.http_server import EndpointServer
+from tests.support.http import write_vdir_config
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOK = "/webhooks/google"
@@ -34,25 +35,7 @@ class Endpoints:
     def __init__(
         self, tmp: Path, *, max_connections: int = 64, request_seconds: float = 10.0
     ) -> None:
-        path = tmp / "config.yaml"
-        (tmp / "cal").mkdir(exist_ok=True)
-        path.write_text(
-            yaml.safe_dump(
-                {
-                    "storage": {"url": f"sqlite:///{tmp / 'fa.db'}"},
-                    "calendars": [
-                        {
-                            "name": "mona",
-                            "provider": "vdir",
-                            "path": str(tmp / "cal"),
-                            "owner": "mona@example.com",
-                        }
-                    ],
-                    "org": {"internal_domains": ["example.com"]},
-                }
-            ),
-            encoding="utf-8",
-        )
+        path = write_vdir_config(tmp)
         self.daemon = Daemon(
             load_config(path),
             provider_factory=lambda _c: MemoryProvider("mona", "mona@example.com"),

@@ -27,25 +27,15 @@ import pytest
 
 from agendas.decide import decide
 from agendas.model import ChangeSet, DescriptionWrite
-from agendas.policy import Org, Rules, Team
 from agendas.render import AgendaRenderer
 from integrations.calendars.ics import parse_calendar
 from integrations.calendars.vdir import VdirProvider
+from tests.support.rules import example_com_rules, platform_team
 
 CORPUS = Path(icalendar.__file__).parent / "tests"
 OWNER = "mona@example.com"
-RULES = Rules(
-    org=Org(
-        internal_domains=frozenset({"example.com"}),
-        teams=(
-            Team(
-                name="platform",
-                manager=OWNER,
-                members=frozenset({"alice@example.com", "bob@example.com"}),
-                timezone="Europe/Stockholm",
-            ),
-        ),
-    )
+RULES = example_com_rules(
+    platform_team(OWNER, "alice@example.com", "bob@example.com", timezone="Europe/Stockholm")
 )
 
 

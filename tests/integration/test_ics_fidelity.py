@@ -27,7 +27,6 @@ import pytest
 from caldav.davclient import DAVClient
 
 from agendas.model import DescriptionWrite, EventRef, Meeting
-from agendas.policy import Org, Rules, Team
 from agendas.render import AgendaRenderer
 from integrations.calendars.caldav import CaldavProvider
 from integrations.calendars.ics import UnsafeToWrite
@@ -36,24 +35,13 @@ from scheduler.engine import run_cycle
 from scheduler.store import Store
 from tests.fidelity import calendar, logical_lines, only_written_lines_differ
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
+from tests.support.rules import example_com_rules, platform_team
 
 OWNER = "mona@example.com"
 USER = "mona"
 BASIC_AUTH = "Basic " + base64.b64encode(f"{USER}:pw".encode()).decode()
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
-RULES = Rules(
-    org=Org(
-        internal_domains=frozenset({"example.com"}),
-        teams=(
-            Team(
-                name="platform",
-                manager=OWNER,
-                members=frozenset({"alice@example.com"}),
-                timezone="Europe/Berlin",
-            ),
-        ),
-    )
-)
+RULES = example_com_rules(platform_team(OWNER, "alice@example.com", timezone="Europe/Berlin"))
 NEW_TEXT = (
     "Dial-in: 555-0101\n\n-- agenda --\nÅsa: this you do well; name the behaviour, "
     "its impact, and what to keep doing (a long line, folded at 75 octets: ÅÄÖ åäö €)"

@@ -38,29 +38,21 @@ from hypothesis.stateful import (
 from agendas.block import START_MARKER, block_hash, merge_block, read_block
 from agendas.classify import MeetingKind, classify_meeting
 from agendas.model import Attendee, EventRef, Meeting, Status, TextFormat, Visibility
-from agendas.policy import OptOut, Org, Policy, Rules, Team
+from agendas.policy import OptOut, Policy
 from agendas.recurrence import next_occurrence
 from agendas.render import AgendaRenderer
 from integrations.calendars.memory import MemoryProvider
 from scheduler.engine import run_cycle
 from scheduler.store import Store
+from tests.support.rules import example_com_rules, platform_team
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 OWNER = "mona@example.com"
 TEAM = ("alice@example.com", "bob@example.com", "dan@example.com")
 OTHERS = ("olof@example.com", "guest@acme.test")
-RULES = Rules(
-    org=Org(
-        internal_domains=frozenset({"example.com"}),
-        teams=(
-            Team(
-                name="platform",
-                manager=OWNER,
-                members=frozenset(TEAM),
-                timezone="Europe/Stockholm",
-                goals=("Ship the billing API by March",),
-            ),
-        ),
+RULES = example_com_rules(
+    platform_team(
+        OWNER, *TEAM, timezone="Europe/Stockholm", goals=("Ship the billing API by March",)
     ),
     policy=Policy(horizon_days=14),
     opt_out=OptOut(),

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from examples.sample_week import write_sample_week
 from scheduler.cli import main
-from scheduler.commands import demo_week_start
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """config.example.yaml beside a sample week that lies ahead of today."""
-    config = tmp_path / "config.yaml"
-    shutil.copy(ROOT / "config.example.yaml", config)
-    folder = tmp_path / "examples" / "calendars" / "mona"
-    folder.mkdir(parents=True)
-    write_sample_week(folder, demo_week_start(datetime.now(UTC), "Europe/Stockholm"))
-    return config
 
 
 def sync_json(config: Path, *extra: str) -> dict:

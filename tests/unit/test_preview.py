@@ -7,7 +7,6 @@ import json
 import logging
 import shutil
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,9 @@ from agendas.reasons import (
     SKIP_REASON_TEXT,
     explain_reason,
 )
-from examples.sample_week import write_sample_week
 from scheduler.cli import main
-from scheduler.commands import demo_week_start
 
-ROOT = Path(__file__).resolve().parents[2]
 MONA = "mona@example.com"
-
-
-@pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """config.example.yaml beside a sample week that lies ahead of today."""
-    config = tmp_path / "config.yaml"
-    shutil.copy(ROOT / "config.example.yaml", config)
-    folder = tmp_path / "examples" / "calendars" / "mona"
-    folder.mkdir(parents=True)
-    write_sample_week(folder, demo_week_start(datetime.now(UTC), "Europe/Stockholm"))
-    return config
 
 
 def snapshot(folder: Path) -> dict[Path, bytes]:
