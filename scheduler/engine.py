@@ -402,7 +402,7 @@ def _run(
     retry: dict[EventRef, str] = {}  # events whose decision failed for a reason not in them
     for ref, meeting in sorted(meetings.items()):
         try:
-            decisions[ref] = _decide(meeting, rules, now, renderer, records)
+            decisions[ref] = decide_event(meeting, rules, now, renderer, records)
         except Exception as exc:  # one event's bad data or template must not stop the others
             failure = _event_failed(report, ref, exc)
             if failure.kind != INVALID_DATA:
@@ -573,13 +573,14 @@ def _known_hashes(meeting: Meeting, records: dict[EventRef, EventRecord]) -> tup
     )
 
 
-def _decide(
+def decide_event(
     meeting: Meeting,
     rules: Rules,
     now: datetime,
     renderer: AgendaRenderer,
     records: dict[EventRef, EventRecord],
 ) -> Decision:
+    """The decision a sync makes for ``meeting``, given our ``records`` of its calendar."""
     return decide(meeting, rules, now, renderer, known_hash=_known_hashes(meeting, records))
 
 
@@ -636,7 +637,7 @@ def _write_with_retries(
             if fresh is None:
                 outcomes[ref] = "deleted"
                 continue
-            redo = _decide(fresh, rules, now, renderer, records)
+            redo = decide_event(fresh, rules, now, renderer, records)
             decisions[ref] = redo
             if redo.needs_write:
                 to_write.append(redo)

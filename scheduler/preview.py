@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from agendas.classify import AudienceProblem
-from agendas.decide import ActionKind, Decision, decide
+from agendas.decide import ActionKind, Decision
 from agendas.errors import UserError
 from agendas.model import ChangeSet, EventRef, Meeting
 from agendas.reasons import ACTION_TEXT, AUDIENCE_PROBLEM_TEXT, KIND_TEXT, explain_reason
 from agendas.recurrence import RecurrenceError, next_occurrence
 from scheduler.commands import agenda_text, make_renderer
 from scheduler.config import AppConfig, CalendarConfig
-from scheduler.engine import _known_hashes
+from scheduler.engine import decide_event
 from scheduler.failures import describe_failure
 from scheduler.org_directory import resolve_rules
 from scheduler.providers import build_provider
@@ -130,9 +130,7 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
             for bad in changes.unreadable
         ]
         for meeting in sorted(changes.meetings, key=lambda m: (m.start, m.ref)):
-            decision = decide(
-                meeting, rules, now, renderer, known_hash=_known_hashes(meeting, records)
-            )
+            decision = decide_event(meeting, rules, now, renderer, records)
             span = _when(meeting, decision, now)
             if span is None or span[0] >= until:
                 continue
