@@ -50,7 +50,6 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,12 +63,10 @@ from radicale import item as radicale_item
 from agendas.policy import Org, Rules, Team
 from agendas.render import AgendaRenderer
 from bench.modes import (
-    measure_mode,
+    measure_deployed,
     parse_modes,
     per_cycle,
-    postgres_url,
     print_table,
-    write_config,
 )
 from integrations.calendars.caldav import CaldavProvider
 from scheduler.engine import rules_fingerprint, run_cycle
@@ -398,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                     quiet["inprocess"] = per_cycle(steady[5], args.calendars)
                 for mode in modes:
                     if mode != "inprocess":
-                        quiet[mode] = measure_deployed(mode, args, proxy, Path(tmp))
+                        quiet[mode] = deployed_quiet_cycle(mode, args, proxy, Path(tmp))
                 if not args.no_baseline:
                     naive = naive_quiet_cycle(proxy, args.calendars)
             finally:
@@ -417,35 +414,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok and floor else 1
 
 
-def measure_deployed(mode: str, args: Any, proxy: CountingProxy, tmp: Path) -> dict[str, Any]:
+def deployed_quiet_cycle(mode: str, args: Any, proxy: CountingProxy, tmp: Path) -> dict[str, Any]:
     """A quiet cycle per calendar in ``mode`` (see :mod:`bench.modes`), on a fresh store."""
-    cleanup: Callable[[], None] = lambda: None  # noqa: E731
-    try:
-        if mode == "replicas":
-            url, cleanup = postgres_url()
-        else:
-            url = f"sqlite:///{tmp / (mode + '.db')}"
-        entries = [
-            {
-                "name": f"cal{i}",
-                "provider": "caldav",
-                "url": proxy.url + "/",
-                "username": f"user{i}",
-                "password": PASSWORD,
-                "calendar": "Work" if args.calendar_by == "name" else f"/user{i}/work/",
-                "owner": manager(i),
-                "timezone": "Europe/Stockholm",
-            }
-            for i in range(args.calendars)
-        ]
-        config = write_config(tmp / f"{mode}.yaml", url, entries, rules_for(args.calendars).org)
-        interval = args.interval or max(5.0, args.calendars / 10)
-        measured, cycles = measure_mode(mode, config, url, args.calendars, proxy.take, interval)
-        return per_cycle(measured, cycles)
-    except Exception as exc:  # a bench: report and go on with the other modes
-        return {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
-    finally:
-        cleanup()
+    entries = [
+        {
+            "name": f"cal{i}",
+            "provider": "caldav",
+            "url": proxy.url + "/",
+            "username": f"user{i}",
+            "password": PASSWORD,
+            "calendar": "Work" if args.calendar_by == "name" else f"/user{i}/work/",
+            "owner": manager(i),
+            "timezone": "Europe/Stockholm",
+        }
+        for i in range(args.calendars)
+    ]
+    interval = args.interval or max(5.0, args.calendars / 10)
+    org = rules_for(args.calendars).org
+    return measure_deployed(mode, tmp, entries, org, proxy.take, interval)
 
 
 QUERY_HORIZON = (

@@ -68,12 +68,10 @@ from agendas.decide import decide
 from agendas.model import Unreadable
 from agendas.render import AgendaRenderer
 from bench.modes import (
-    measure_mode,
+    measure_deployed,
     parse_modes,
     per_cycle,
-    postgres_url,
     print_table,
-    write_config,
 )
 from integrations.calendars.google import GoogleProvider
 from integrations.calendars.google_client import _shared_resources
@@ -413,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             quiet["inprocess"] = per_cycle(counts, len(calendars))
         for mode in modes:
             if mode != "inprocess":
-                quiet[mode] = measure_deployed(mode, args, parent, endpoint, rules, Path(tmp))
+                quiet[mode] = deployed_quiet_cycle(mode, args, parent, endpoint, rules, Path(tmp))
 
         if not args.no_baseline:
             naive = NaiveCron(endpoint, renderer, rules, rules.policy.horizon_days)
@@ -496,43 +494,31 @@ def quiet_cpu(
     }
 
 
-def measure_deployed(
+def deployed_quiet_cycle(
     mode: str, args: Any, conn: Any, endpoint: str, rules: Any, tmp: Path
 ) -> dict[str, Any]:
     """A quiet cycle per calendar in ``mode`` (see :mod:`bench.modes`), on a fresh store."""
-    cleanup: Callable[[], None] = lambda: None  # noqa: E731
-    try:
-        if mode == "replicas":
-            url, cleanup = postgres_url()
-        else:
-            url = f"sqlite:///{tmp / (mode + '.db')}"
-        entries = [
-            {
-                "name": f"m{i:05d}",
-                "provider": "google",
-                "owner": f"m{i:05d}@example.com",
-                "calendar_id": f"m{i:05d}@example.com",
-                "credentials": "anonymous",
-                "api_endpoint": endpoint,
-                "batch_size": args.batch_size,
-                "writes_per_minute": 10_000,
-            }
-            for i in range(args.calendars)
-        ]
-        config = write_config(tmp / f"{mode}.yaml", url, entries, rules.org)
+    entries = [
+        {
+            "name": f"m{i:05d}",
+            "provider": "google",
+            "owner": f"m{i:05d}@example.com",
+            "calendar_id": f"m{i:05d}@example.com",
+            "credentials": "anonymous",
+            "api_endpoint": endpoint,
+            "batch_size": args.batch_size,
+            "writes_per_minute": 10_000,
+        }
+        for i in range(args.calendars)
+    ]
 
-        def counts() -> dict[str, Any]:
-            conn.send(("counts",))
-            answer: dict[str, Any] = conn.recv()
-            return answer
+    def counts() -> dict[str, Any]:
+        conn.send(("counts",))
+        answer: dict[str, Any] = conn.recv()
+        return answer
 
-        interval = args.interval or max(5.0, args.calendars / 20)
-        measured, cycles = measure_mode(mode, config, url, args.calendars, counts, interval)
-        return per_cycle(measured, cycles)
-    except Exception as exc:  # a bench: report and go on with the other modes
-        return {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
-    finally:
-        cleanup()
+    interval = args.interval or max(5.0, args.calendars / 20)
+    return measure_deployed(mode, tmp, entries, rules.org, counts, interval)
 
 
 def report(

@@ -79,30 +79,22 @@ def environment() -> dict[str, str]:
 
 def run_sync(config: Path) -> None:
     """One ``feedback-agendas sync`` in a new process."""
-    done = subprocess.run(
-        [EXECUTABLE, "sync", "--config", str(config), "--json"],
-        env=environment(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"sync exited {done.returncode}: {done.stderr[-2000:]}")
+    _run_child([EXECUTABLE, "sync", "--config", str(config), "--json"], "sync")
 
 
 def run_daemon_round(config: Path) -> None:
     """A daemon started in a new process: one cycle of every calendar, then shut down."""
+    _run_child(
+        [sys.executable, "-m", "bench.modes", "daemon-round", str(config)], "the daemon round"
+    )
+
+
+def _run_child(argv: list[str], what: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.modes", "daemon-round", str(config)],
-        env=environment(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=3600,
+        argv, env=environment(), cwd=REPO, capture_output=True, text=True, timeout=3600
     )
     if done.returncode != 0:
-        raise RuntimeError(f"the daemon round exited {done.returncode}: {done.stderr[-2000:]}")
+        raise RuntimeError(f"{what} exited {done.returncode}: {done.stderr[-2000:]}")
 
 
 def daemon_round(config: Path) -> None:
@@ -232,6 +224,32 @@ def measure_mode(
         cycles = run_daemons_until(config, url, REPLICAS, interval, REPLICA_CYCLES * calendars)
         return counts(), cycles
     raise ValueError(mode)
+
+
+def measure_deployed(
+    mode: str,
+    tmp: Path,
+    entries: list[dict[str, Any]],
+    org: Any,
+    counts: Callable[[], dict[str, Any]],
+    interval: float,
+) -> dict[str, Any]:
+    """A quiet cycle per calendar in ``mode`` for the calendar ``entries``, on a fresh store
+    (SQLite; a fresh PostgreSQL schema for replicas). A failure is reported in the row, so
+    a bench goes on with the other modes."""
+    cleanup: Callable[[], None] = lambda: None  # noqa: E731
+    try:
+        if mode == "replicas":
+            url, cleanup = postgres_url()
+        else:
+            url = f"sqlite:///{tmp / (mode + '.db')}"
+        config = write_config(tmp / f"{mode}.yaml", url, entries, org)
+        measured, cycles = measure_mode(mode, config, url, len(entries), counts, interval)
+        return per_cycle(measured, cycles)
+    except Exception as exc:  # a bench: report and go on with the other modes
+        return {"error": f"{type(exc).__name__}: {str(exc)[-300:]}"}
+    finally:
+        cleanup()
 
 
 def per_cycle(counts: dict[str, Any], cycles: int) -> dict[str, Any]:
