@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from agendas.model import TextFormat
+from feedback_agendas.agendas.model import TextFormat
 
 START_MARKER = "── feedback agenda ──"
 END_MARKER = "── end of feedback agenda ──"

@@ -9,7 +9,7 @@ reason given is the most fundamental one:
 2. opt-outs: calendar, marker in the event, a participant;
 3. structure: who takes part, which decides 1:1, team meeting or neither.
 
-Time plays no part here; :mod:`agendas.decide` handles past and far-future
+Time plays no part here; :mod:`feedback_agendas.agendas.decide` handles past and far-future
 occurrences.
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from agendas.model import Attendee, EventType, Meeting, Status, Visibility
-from agendas.policy import Org, Rules, Team
+from feedback_agendas.agendas.model import Attendee, EventType, Meeting, Status, Visibility
+from feedback_agendas.agendas.policy import Org, Rules, Team
 
 
 class MeetingKind(StrEnum):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 
-from agendas.block import (
+from feedback_agendas.agendas.block import (
     KnownHashes,
     MergeOutcome,
     has_block,
@@ -33,7 +33,7 @@ from agendas.block import (
     known_hashes,
     merge_block,
 )
-from agendas.classify import (
+from feedback_agendas.agendas.classify import (
     Classification,
     MeetingKind,
     SkipReason,
@@ -42,11 +42,11 @@ from agendas.classify import (
     skip,
     team_index,
 )
-from agendas.model import Meeting
-from agendas.plan import AgendaPlan, plan_agenda, team_zone
-from agendas.policy import Rules
-from agendas.recurrence import RecurrenceError, next_occurrence
-from agendas.render import AgendaRenderer
+from feedback_agendas.agendas.model import Meeting
+from feedback_agendas.agendas.plan import AgendaPlan, plan_agenda, team_zone
+from feedback_agendas.agendas.policy import Rules
+from feedback_agendas.agendas.recurrence import RecurrenceError, next_occurrence
+from feedback_agendas.agendas.render import AgendaRenderer
 
 
 class ActionKind(StrEnum):
@@ -76,7 +76,7 @@ class Decision:
     the event after this decision (None: no block of ours). ``revisit_at`` is
     when the decision may change without any edit to the event (None: never).
     ``privacy_conflict`` is the audience problem (an
-    :class:`~agendas.classify.AudienceProblem` code) when corrective words
+    :class:`~feedback_agendas.agendas.classify.AudienceProblem` code) when corrective words
     are left in a meeting that is no longer a 1:1, else None.
     """
 

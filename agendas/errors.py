@@ -43,7 +43,7 @@ class TemplateFailed(ConfigError):
 
     Start-up renders every template with worst-case input, so this means an
     input only that event has made an admin template fail (an error in it, or
-    a limit of :mod:`agendas.template_sandbox`). Only the events it renders
+    a limit of :mod:`feedback_agendas.agendas.template_sandbox`). Only the events it renders
     fail. ``template`` names it; the message never quotes event content.
     """
 

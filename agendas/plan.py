@@ -14,10 +14,10 @@ from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agendas.classify import Classification, MeetingKind, team_index
-from agendas.model import Meeting
-from agendas.policy import Focus, Rules, Team
-from agendas.recurrence import occurrence_index
+from feedback_agendas.agendas.classify import Classification, MeetingKind, team_index
+from feedback_agendas.agendas.model import Meeting
+from feedback_agendas.agendas.policy import Focus, Rules, Team
+from feedback_agendas.agendas.recurrence import occurrence_index
 
 
 class SlotKind(StrEnum):

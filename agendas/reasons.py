@@ -1,7 +1,7 @@
 """Reason codes and actions in words a person understands, in one place.
 
-The codes (:class:`~agendas.classify.SkipReason`,
-:class:`~agendas.classify.AudienceProblem`, and the runtime's codes for events
+The codes (:class:`~feedback_agendas.agendas.classify.SkipReason`,
+:class:`~feedback_agendas.agendas.classify.AudienceProblem`, and the runtime's codes for events
 skipped before any decision) are what reports, records and metrics carry.
 These sentences are what an admin reads in ``feedback-agendas preview`` (and
 what a later dashboard can show): every code has one, a test makes sure of it.
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from agendas.classify import AudienceProblem, MeetingKind, SkipReason
-from agendas.decide import ActionKind
+from feedback_agendas.agendas.classify import AudienceProblem, MeetingKind, SkipReason
+from feedback_agendas.agendas.decide import ActionKind
 
 SKIP_REASON_TEXT: Mapping[SkipReason, str] = MappingProxyType(
     {

@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrule, rruleset, rrulestr
 
-from agendas.errors import FeedbackAgendasError
-from agendas.model import Meeting
+from feedback_agendas.agendas.errors import FeedbackAgendasError
+from feedback_agendas.agendas.model import Meeting
 
 # Upper bound on occurrences looked at per call: far beyond any real meeting
 # series (a daily meeting for 50 years), small enough to stay cheap.

@@ -1,4 +1,4 @@
-"""Render an :class:`~agendas.plan.AgendaPlan` into the body of an agenda block.
+"""Render an :class:`~feedback_agendas.agendas.plan.AgendaPlan` into the body of an agenda block.
 
 Templates live in ``templates/agenda`` (shipped with the package) and are
 looked up by name, first in the admin's template folder, so an admin can
@@ -13,7 +13,7 @@ One sandboxed Jinja environment with ``StrictUndefined`` is built per
 renderer; every template is compiled and checked once, when the renderer is
 built, and rendered bodies are cached by the inputs that shape them. A body
 never contains a block marker or the opt-out marker, and the whole block
-stays within :data:`agendas.block.MAX_BLOCK_CHARS`: goals and a long norm
+stays within :data:`feedback_agendas.agendas.block.MAX_BLOCK_CHARS`: goals and a long norm
 sentence are shortened to fit.
 """
 
@@ -35,13 +35,18 @@ from jinja2 import (
     TemplateSyntaxError,
 )
 
-from agendas.block import PLACEHOLDER, contains_marker, max_body_chars, strip_markers
-from agendas.classify import MeetingKind
-from agendas.errors import ConfigError, TemplateFailed
-from agendas.model import TextFormat
-from agendas.plan import AgendaPlan, SlotKind
-from agendas.policy import OptOut
-from agendas.template_sandbox import BoundedSandbox, Clock, TemplateLimitExceeded
+from feedback_agendas.agendas.block import (
+    PLACEHOLDER,
+    contains_marker,
+    max_body_chars,
+    strip_markers,
+)
+from feedback_agendas.agendas.classify import MeetingKind
+from feedback_agendas.agendas.errors import ConfigError, TemplateFailed
+from feedback_agendas.agendas.model import TextFormat
+from feedback_agendas.agendas.plan import AgendaPlan, SlotKind
+from feedback_agendas.agendas.policy import OptOut
+from feedback_agendas.agendas.template_sandbox import BoundedSandbox, Clock, TemplateLimitExceeded
 
 DEFAULT_LOCALE = "en"
 MAX_GOALS = 5
@@ -74,7 +79,7 @@ class AgendaRenderer:
 
     ``admin_template_dir`` overrides our templates by name. Construction
     compiles every template and renders each one once with worst-case input,
-    so a broken admin template is a :class:`~agendas.errors.ConfigError` at
+    so a broken admin template is a :class:`~feedback_agendas.agendas.errors.ConfigError` at
     start-up, not in the middle of a sync. ``opt_out_marker`` is removed from
     goals and norm text so an agenda never opts its own event out.
     ``fingerprint`` changes whenever a template's source changes.
@@ -87,7 +92,7 @@ class AgendaRenderer:
         opt_out_marker: str = OptOut().marker,
         clock: Clock | None = None,
     ) -> None:
-        loaders: list[BaseLoader] = [PackageLoader("templates", "agenda")]
+        loaders: list[BaseLoader] = [PackageLoader("feedback_agendas.templates", "agenda")]
         if admin_template_dir is not None:
             loaders.insert(0, FileSystemLoader(str(admin_template_dir)))
         self._env = BoundedSandbox(

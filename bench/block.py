@@ -23,8 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agendas.block import END_MARKER, START_MARKER, block_hash, merge_block, strip_markers
-from agendas.model import TextFormat
+from feedback_agendas.agendas.block import (
+    END_MARKER,
+    START_MARKER,
+    block_hash,
+    merge_block,
+    strip_markers,
+)
+from feedback_agendas.agendas.model import TextFormat
 
 BODY = "This you can do better\n- Situation: ___\n- Impact: ___"
 

@@ -60,17 +60,17 @@ from urllib.parse import urlsplit
 from caldav.davclient import DAVClient
 from radicale import item as radicale_item
 
-from agendas.policy import Org, Rules, Team
-from agendas.render import AgendaRenderer
 from bench.modes import (
     measure_deployed,
     parse_modes,
     per_cycle,
     print_table,
 )
-from integrations.calendars.caldav import CaldavProvider
-from scheduler.engine import rules_fingerprint, run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.policy import Org, Rules, Team
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import rules_fingerprint, run_cycle
 from tests.integration.radicale import running_radicale
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)

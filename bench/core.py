@@ -30,10 +30,10 @@ from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agendas.block import merge_block
-from agendas.classify import Classification, MeetingKind, classify_meeting
-from agendas.decide import ActionKind, decide
-from agendas.model import (
+from feedback_agendas.agendas.block import merge_block
+from feedback_agendas.agendas.classify import Classification, MeetingKind, classify_meeting
+from feedback_agendas.agendas.decide import ActionKind, decide
+from feedback_agendas.agendas.model import (
     Attendee,
     EventRef,
     EventType,
@@ -42,10 +42,10 @@ from agendas.model import (
     TextFormat,
     Visibility,
 )
-from agendas.plan import plan_agenda
-from agendas.policy import OptOut, Org, Policy, Rules, Team
-from agendas.recurrence import next_occurrence
-from agendas.render import AgendaRenderer
+from feedback_agendas.agendas.plan import plan_agenda
+from feedback_agendas.agendas.policy import OptOut, Org, Policy, Rules, Team
+from feedback_agendas.agendas.recurrence import next_occurrence
+from feedback_agendas.agendas.render import AgendaRenderer
 
 T = TypeVar("T")
 

@@ -48,15 +48,15 @@ from typing import Any
 import yaml
 from icalendar import Calendar
 
-from agendas.block import END_MARKER, START_MARKER
-from agendas.model import Attendee, EventRef, Meeting
-from integrations.calendars.ics import calendar_from_meetings, serialise
-from integrations.notify.base import channel_id
+from feedback_agendas.agendas.block import END_MARKER, START_MARKER
+from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.integrations.calendars.ics import calendar_from_meetings, serialise
+from feedback_agendas.integrations.notify.base import channel_id
 
 REPO = Path(__file__).resolve().parent.parent
 # The installed console script next to this interpreter (the venv's), as an admin runs it.
 _SCRIPT = Path(sys.executable).parent / "feedback-agendas"
-DAEMON = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "scheduler.cli"]
+DAEMON = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "feedback_agendas"]
 TEAMS = 3
 CHANNELS_PER_TEAM = 2
 BEFORE_MINUTES = 600  # every meeting in the next 10 hours is due for a reminder now

@@ -63,21 +63,21 @@ from typing import Any
 
 import httplib2
 
-from agendas.classify import MeetingKind, classify_meeting
-from agendas.decide import decide
-from agendas.model import Unreadable
-from agendas.render import AgendaRenderer
 from bench.modes import (
     measure_deployed,
     parse_modes,
     per_cycle,
     print_table,
 )
-from integrations.calendars.google import GoogleProvider
-from integrations.calendars.google_client import _shared_resources
-from integrations.calendars.google_map import patch_body, to_meeting_or_unreadable
-from scheduler.engine import rules_fingerprint, run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.classify import MeetingKind, classify_meeting
+from feedback_agendas.agendas.decide import decide
+from feedback_agendas.agendas.model import Unreadable
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.google import GoogleProvider
+from feedback_agendas.integrations.calendars.google_client import _shared_resources
+from feedback_agendas.integrations.calendars.google_map import patch_body, to_meeting_or_unreadable
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import rules_fingerprint, run_cycle
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 from tests.fakes.google_org import NOW, rules_for, seed_org
 

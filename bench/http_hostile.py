@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from scheduler.http_server import EndpointServer
+from feedback_agendas.scheduler.service.http_server import EndpointServer
 
 
 def peak_rss_mb() -> float:

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import icalendar
 
-from agendas.model import DescriptionWrite
-from integrations.calendars.ics import UnsafeToWrite
-from integrations.calendars.vdir import VdirProvider
+from feedback_agendas.agendas.model import DescriptionWrite
+from feedback_agendas.integrations.calendars.ics import UnsafeToWrite
+from feedback_agendas.integrations.calendars.vdir import VdirProvider
 from tests.fidelity import without_written_lines
 
 SHIPPED = Path(__file__).resolve().parent.parent / "tests" / "data" / "ics-corpus"

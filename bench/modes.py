@@ -3,7 +3,7 @@
 - ``inprocess``: one long-lived process runs every cycle (the bench's own loop);
 - ``process``: ``feedback-agendas sync`` as a new process per cycle, as from cron;
 - ``restart``: the daemon stopped and started between cycles: a new process
-  builds the :class:`~scheduler.daemon.Daemon` from the config, runs one cycle
+  builds the :class:`~scheduler.service.daemon.Daemon` from the config, runs one cycle
   of every calendar through it (4 threads, as the ticker would) and shuts down;
 - ``replicas``: three ``feedback-agendas run`` processes on one PostgreSQL for
   at least ten cycles of every calendar.
@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
-from scheduler.store import Store, run_log
+from feedback_agendas.scheduler.storage.store import Store, run_log
 
 MODES = ("inprocess", "process", "restart", "replicas")
 REPLICAS = 3
@@ -101,8 +101,8 @@ def daemon_round(config: Path) -> None:
     """In the child: build the daemon, sync every calendar once, give everything back."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from scheduler.config import load_config
-    from scheduler.daemon import Daemon
+    from feedback_agendas.scheduler.config.schema import load_config
+    from feedback_agendas.scheduler.service.daemon import Daemon
 
     daemon = Daemon(load_config(config))
     try:

@@ -19,8 +19,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from agendas.errors import ConfigError
-from agendas.render import AgendaRenderer
+from feedback_agendas.agendas.errors import ConfigError
+from feedback_agendas.agendas.render import AgendaRenderer
 from tests.unit.test_template_limits import HOSTILE
 
 

@@ -4,7 +4,7 @@ Google allows about 600 requests per minute per user and a patch costs more
 than a read, so writes are paced per user (default 60 per minute). A 403
 ``quotaExceeded`` starts a long cool-down for that user only; until it ends
 every call for the user fails fast with
-:class:`~agendas.errors.QuotaExceeded`, without a request.
+:class:`~feedback_agendas.agendas.errors.QuotaExceeded`, without a request.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agendas.errors import QuotaExceeded
+from feedback_agendas.agendas.errors import QuotaExceeded
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]

@@ -2,10 +2,10 @@
 
 Every backend call that may be retried goes through :func:`call_with_retry`.
 Sleep, clock and randomness are arguments so tests run without waiting.
-Only :class:`~agendas.errors.TransientError` (and its subclass
-:class:`~agendas.errors.RateLimited`) is retried; everything else, including
-:class:`~agendas.errors.QuotaExceeded` (a long cool-down, see
-:mod:`integrations.ratelimit`), goes straight to the caller.
+Only :class:`~feedback_agendas.agendas.errors.TransientError` (and its subclass
+:class:`~feedback_agendas.agendas.errors.RateLimited`) is retried; everything else, including
+:class:`~feedback_agendas.agendas.errors.QuotaExceeded` (a long cool-down, see
+:mod:`feedback_agendas.integrations.ratelimit`), goes straight to the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from agendas.errors import TransientError
+from feedback_agendas.agendas.errors import TransientError
 
 T = TypeVar("T")
 

@@ -23,9 +23,14 @@ import textwrap
 import traceback
 from pathlib import Path
 
-from agendas.errors import ConfigError
-from scheduler.config import UNFORESEEN, LocatedConfig, _load_config, check_config
-from scheduler.config_checks import check_located
+from feedback_agendas.agendas.errors import ConfigError
+from feedback_agendas.scheduler.config.checks import check_located
+from feedback_agendas.scheduler.config.schema import (
+    UNFORESEEN,
+    LocatedConfig,
+    _load_config,
+    check_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.yaml"

@@ -1,6 +1,6 @@
 """Helpers to tell whether a write changed an object only in its DESCRIPTION and hash lines.
 
-Written apart from :mod:`integrations.calendars.ics_lines` on purpose: the
+Written apart from :mod:`feedback_agendas.integrations.calendars.ics_lines` on purpose: the
 tests check the provider's byte edits with a second, simpler reading of the
 text (a regular expression for logical lines and a depth counter for
 components), not with the code under test.

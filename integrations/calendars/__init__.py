@@ -1,1 +1,1 @@
-"""Calendar providers. See :mod:`integrations.calendars.base` for the protocol."""
+"""Calendar providers. See :mod:`feedback_agendas.integrations.calendars.base` for the protocol."""

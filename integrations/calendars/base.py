@@ -12,7 +12,13 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from agendas.model import ChangeSet, DescriptionWrite, EventRef, Meeting, WriteOutcome
+from feedback_agendas.agendas.model import (
+    ChangeSet,
+    DescriptionWrite,
+    EventRef,
+    Meeting,
+    WriteOutcome,
+)
 
 
 @runtime_checkable
@@ -30,9 +36,9 @@ class CalendarProvider(Protocol):
     def read_changes(self, cursor: str | None) -> ChangeSet:
         """Return what changed since ``cursor``; ``None`` means a full listing.
 
-        Raises :class:`~agendas.errors.CursorExpired` when the cursor is no
+        Raises :class:`~feedback_agendas.agendas.errors.CursorExpired` when the cursor is no
         longer valid (the caller then calls again with ``None``), and
-        :class:`~agendas.errors.ProviderError` subclasses on backend failures.
+        :class:`~feedback_agendas.agendas.errors.ProviderError` subclasses on backend failures.
         Events it cannot parse come back in ``ChangeSet.unreadable``.
         """
         ...
@@ -48,8 +54,8 @@ class CalendarProvider(Protocol):
         """Write each description if the event's etag still matches.
 
         One outcome per write, in order. A stale etag gives an outcome whose
-        ``error`` is :class:`~agendas.errors.PreconditionFailed`; other failures
-        carry a :class:`~agendas.errors.ProviderError`. Writes to different
+        ``error`` is :class:`~feedback_agendas.agendas.errors.PreconditionFailed`; other failures
+        carry a :class:`~feedback_agendas.agendas.errors.ProviderError`. Writes to different
         occurrences of one stored object (one .ics file) are applied together.
         Only the description and our block hash change.
         """
@@ -68,10 +74,10 @@ class CalendarProvider(Protocol):
 # name -> "module:Class"; imported on first use so that a vdir-only install
 # never imports googleapiclient or caldav.
 PROVIDERS: dict[str, str] = {
-    "memory": "integrations.calendars.memory:MemoryProvider",
-    "vdir": "integrations.calendars.vdir:VdirProvider",
-    "google": "integrations.calendars.google:GoogleProvider",
-    "caldav": "integrations.calendars.caldav:CaldavProvider",
+    "memory": "feedback_agendas.integrations.calendars.memory:MemoryProvider",
+    "vdir": "feedback_agendas.integrations.calendars.vdir:VdirProvider",
+    "google": "feedback_agendas.integrations.calendars.google:GoogleProvider",
+    "caldav": "feedback_agendas.integrations.calendars.caldav:CaldavProvider",
 }
 
 

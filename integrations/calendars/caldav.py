@@ -1,7 +1,7 @@
 """A calendar on a CalDAV server (Nextcloud, Fastmail, iCloud, Radicale...).
 
 The requests are the few WebDAV ones this provider needs, sent by
-:mod:`integrations.calendars.webdav` over one HTTP session: the ``caldav``
+:mod:`feedback_agendas.integrations.calendars.webdav` over one HTTP session: the ``caldav``
 library re-quotes hrefs, and a resource name that needs %-escapes (a space,
 ``?``, ``#``, ``%``, ``;``, ``:``, non-ASCII) then names another resource or
 no valid URL at all.
@@ -18,7 +18,7 @@ no valid URL at all.
   address, so there is no 401 round trip.
 - **Incremental sync** is an RFC 6578 ``sync-collection`` REPORT (truncated
   replies are followed). An invalid token raises
-  :class:`~agendas.errors.CursorExpired`; the engine then lists once in full.
+  :class:`~feedback_agendas.agendas.errors.CursorExpired`; the engine then lists once in full.
   Only a server without sync-collection support is listed in full every time
   (a depth-1 PROPFIND of etags), and the log says so once.
 - **Reading data**: changed resources are fetched with one
@@ -38,10 +38,10 @@ no valid URL at all.
   override) as deleted, even after a restart. :meth:`cursor_after_writes`
   puts the etags our PUTs returned into it, so that the next cycle, in this
   process or another, does not fetch our own writes back.
-- **Writes** go through :mod:`integrations.calendars.ics` (only DESCRIPTION and
+- **Writes** go through :mod:`feedback_agendas.integrations.calendars.ics` (only DESCRIPTION and
   ``X-FEEDBACK-AGENDAS-HASH`` of the targeted VEVENT change) and are one
   ``PUT`` per resource with ``If-Match`` on the etag the decision was made on.
-  A 412 gives :class:`~agendas.errors.PreconditionFailed`. The bytes edited are
+  A 412 gives :class:`~feedback_agendas.agendas.errors.PreconditionFailed`. The bytes edited are
   the stored ones: a multiget's copy has its line ends normalised by the XML
   parser (a server may store LF-only objects as uploaded), so a write to a
   resource last read by multiget GETs it first (an etag other than the
@@ -67,7 +67,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
-from agendas.errors import (
+from feedback_agendas.agendas.errors import (
     CursorExpired,
     NotFound,
     PermissionDenied,
@@ -75,14 +75,21 @@ from agendas.errors import (
     ProviderError,
     RateLimited,
 )
-from agendas.model import ChangeSet, DescriptionWrite, EventRef, Meeting, Unreadable, WriteOutcome
-from integrations.calendars.ics import (
+from feedback_agendas.agendas.model import (
+    ChangeSet,
+    DescriptionWrite,
+    EventRef,
+    Meeting,
+    Unreadable,
+    WriteOutcome,
+)
+from feedback_agendas.integrations.calendars.ics import (
     IcsError,
     meetings_from_calendar,
     parse_calendar,
     rewrite_descriptions,
 )
-from integrations.calendars.webdav import (
+from feedback_agendas.integrations.calendars.webdav import (
     CALDAV,
     DAV,
     DavSession,
@@ -92,7 +99,7 @@ from integrations.calendars.webdav import (
     resolve_href,
     status_error,
 )
-from integrations.redact import split_userinfo
+from feedback_agendas.integrations.redact import split_userinfo
 
 log = logging.getLogger(__name__)
 

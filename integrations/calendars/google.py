@@ -1,7 +1,7 @@
 """The Google Calendar provider: incremental sync and edit-safe batched writes.
 
 It only maps and transports; deciding and merging happen in the core. Reads
-go through :func:`integrations.retry.call_with_retry`; writes go out in
+go through :func:`feedback_agendas.integrations.retry.call_with_retry`; writes go out in
 ``multipart/mixed`` batches to ``<endpoint>/batch/calendar/v3``, each call
 with ``If-Match: <etag>`` and ``sendUpdates=none``, paced by a per-user token
 bucket. The client's own ``num_retries`` is never used: it retries PATCH
@@ -22,7 +22,7 @@ from typing import Any
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
-from agendas.errors import (
+from feedback_agendas.agendas.errors import (
     CursorExpired,
     FeedbackAgendasError,
     NotFound,
@@ -32,7 +32,7 @@ from agendas.errors import (
     QuotaExceeded,
     TransientError,
 )
-from agendas.model import (
+from feedback_agendas.agendas.model import (
     ChangeSet,
     DescriptionWrite,
     EventRef,
@@ -40,17 +40,17 @@ from agendas.model import (
     Unreadable,
     WriteOutcome,
 )
-from integrations.calendars.google_client import (
+from feedback_agendas.integrations.calendars.google_client import (
     GoogleClient,
     build_calendar_client,
     load_credentials,
 )
-from integrations.calendars.google_errors import (
+from feedback_agendas.integrations.calendars.google_errors import (
     TRANSPORT_ERRORS,
     translate_http_error,
     translate_transport_error,
 )
-from integrations.calendars.google_map import (
+from feedback_agendas.integrations.calendars.google_map import (
     google_event_id,
     is_cancelled,
     may_write,
@@ -58,9 +58,13 @@ from integrations.calendars.google_map import (
     ref_for,
     to_meeting_or_unreadable,
 )
-from integrations.calendars.google_push import PushChannel, expiration_from_millis, verify_push
-from integrations.ratelimit import UserRateLimiter
-from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from feedback_agendas.integrations.calendars.google_push import (
+    PushChannel,
+    expiration_from_millis,
+    verify_push,
+)
+from feedback_agendas.integrations.ratelimit import UserRateLimiter
+from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 __all__ = ["GoogleProvider", "PushChannel", "verify_push"]
 

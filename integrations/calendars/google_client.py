@@ -23,7 +23,7 @@ from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 
-from agendas.errors import UserError
+from feedback_agendas.agendas.errors import UserError
 
 # The only scope we ask for: read events and patch their descriptions.
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.events"

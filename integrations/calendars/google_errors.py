@@ -24,7 +24,7 @@ from typing import Any
 import httplib2
 from googleapiclient.errors import HttpError
 
-from agendas.errors import (
+from feedback_agendas.agendas.errors import (
     CursorExpired,
     FeedbackAgendasError,
     NotFound,

@@ -1,4 +1,4 @@
-"""Map Google Calendar event resources to :class:`~agendas.model.Meeting` and back.
+"""Map Google Calendar event resources to :class:`~feedback_agendas.agendas.model.Meeting` and back.
 
 Identity: a single event or a series is ``(id, None)``; one occurrence of a
 series (a modified or cancelled instance) is ``(recurringEventId,
@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agendas.model import (
+from feedback_agendas.agendas.model import (
     Attendee,
     EventRef,
     EventType,

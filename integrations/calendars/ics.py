@@ -1,4 +1,4 @@
-"""Map iCalendar (RFC 5545) events to :class:`~agendas.model.Meeting` and back.
+"""Map iCalendar (RFC 5545) events to :class:`~feedback_agendas.agendas.model.Meeting` and back.
 
 Provider-neutral: the vdir provider (a folder of ``.ics`` files) and the CalDAV
 provider (one calendar object resource per URL) both read and write through
@@ -12,18 +12,18 @@ Reading (:func:`parse_calendar`, :func:`meetings_from_calendar`):
 - each RECURRENCE-ID override is its own Meeting whose ``ref.recurrence_id``
   is the original start (:func:`recurrence_id_text`);
 - anything we cannot map with confidence raises :class:`IcsError`; callers
-  report that object as :class:`~agendas.model.Unreadable` and never write it.
+  report that object as :class:`~feedback_agendas.agendas.model.Unreadable` and never write it.
 
 - a DATE with a TZID is a date (all-day), and a DATE-TIME with a TZID and a
   trailing ``Z`` is UTC, as other readers take them
-  (:func:`~integrations.calendars.ics_lines.normalise_for_reading`);
+  (:func:`~feedback_agendas.integrations.calendars.ics_lines.normalise_for_reading`);
 - given the object's bytes, an event that cannot be written byte-exactly (see
-  :class:`~integrations.calendars.ics_lines.Blocker`) is read as not editable,
+  :class:`~feedback_agendas.integrations.calendars.ics_lines.Blocker`) is read as not editable,
   and the reason code is logged.
 
 Writing (:func:`rewrite_descriptions`) parses to decide and edits the original
 bytes: only the DESCRIPTION line and the ``X-FEEDBACK-AGENDAS-HASH`` line of
-the targeted VEVENT change (:mod:`integrations.calendars.ics_lines`). The
+the targeted VEVENT change (:mod:`feedback_agendas.integrations.calendars.ics_lines`). The
 result is read back: the descriptions and hashes must read as written, every
 other event as before, and the bytes outside those lines must be identical.
 :func:`apply_description` and :func:`serialise` (a re-serialisation by
@@ -45,8 +45,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from icalendar import Calendar, Event, vText
 from icalendar.timezone import tzid_from_dt
 
-from agendas.errors import NotFound, ProviderError
-from agendas.model import (
+from feedback_agendas.agendas.errors import NotFound, ProviderError
+from feedback_agendas.agendas.model import (
     Attendee,
     DescriptionWrite,
     EventRef,
@@ -57,7 +57,7 @@ from agendas.model import (
     Visibility,
     WriteOutcome,
 )
-from integrations.calendars.ics_lines import (
+from feedback_agendas.integrations.calendars.ics_lines import (
     Blocker,
     EditBlocked,
     edit_blocker,
@@ -102,7 +102,7 @@ class IcsError(ProviderError):
 class UnsafeToWrite(ProviderError):
     """A write that could not change only DESCRIPTION and our hash; nothing was written.
 
-    ``reason`` is a :class:`~integrations.calendars.ics_lines.Blocker` code.
+    ``reason`` is a :class:`~feedback_agendas.integrations.calendars.ics_lines.Blocker` code.
     """
 
     def __init__(self, message: str, reason: Blocker) -> None:
@@ -233,7 +233,7 @@ def apply_description(
 
     An empty description removes DESCRIPTION; ``block_hash=None`` removes
     ``X-FEEDBACK-AGENDAS-HASH``. Nothing else is touched. Raises
-    :class:`~agendas.errors.NotFound` when ``cal`` holds no such VEVENT (for
+    :class:`~feedback_agendas.agendas.errors.NotFound` when ``cal`` holds no such VEVENT (for
     example an occurrence of a series that has no override).
     """
     targets = find_events(cal, ref, default_timezone)

@@ -3,7 +3,7 @@
 Other programs write iCalendar in ways no library writes back the same:
 parameter quoting, property order, folds at odd places, LF line ends, comma
 lists, ``TZOFFSETTO:+010000``. Re-serialising a parsed calendar rewrites all of
-it. So :mod:`integrations.calendars.ics` parses to *decide*, and writes through
+it. So :mod:`feedback_agendas.integrations.calendars.ics` parses to *decide*, and writes through
 here, by editing the original bytes:
 
 - :func:`edit_description` replaces the DESCRIPTION line and adds, replaces or

@@ -19,8 +19,19 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from agendas.errors import CursorExpired, NotFound, PreconditionFailed, ProviderError
-from agendas.model import ChangeSet, DescriptionWrite, EventRef, Meeting, WriteOutcome
+from feedback_agendas.agendas.errors import (
+    CursorExpired,
+    NotFound,
+    PreconditionFailed,
+    ProviderError,
+)
+from feedback_agendas.agendas.model import (
+    ChangeSet,
+    DescriptionWrite,
+    EventRef,
+    Meeting,
+    WriteOutcome,
+)
 
 _instances = itertools.count(1)
 

@@ -9,7 +9,7 @@ ending in ``.ics``, are ignored (our own temporary files start with a dot).
   into an opaque string. A steady read only ``stat``\\ s the folder; a file is
   read only when its stat changed, and reported only when its bytes changed.
   The refs let a later read report the events of a vanished file as deleted.
-- **Unreadable files** come back as :class:`~agendas.model.Unreadable` with a
+- **Unreadable files** come back as :class:`~feedback_agendas.agendas.model.Unreadable` with a
   logged warning (no content in the log) and are never rewritten.
 - **Writes** are compare-and-swap on the file's etag, edit the file's bytes so
   that only the DESCRIPTION and ``X-FEEDBACK-AGENDAS-HASH`` lines of the
@@ -40,8 +40,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agendas.errors import CursorExpired, NotFound, PreconditionFailed, ProviderError
-from agendas.model import (
+from feedback_agendas.agendas.errors import (
+    CursorExpired,
+    NotFound,
+    PreconditionFailed,
+    ProviderError,
+)
+from feedback_agendas.agendas.model import (
     ChangeSet,
     DescriptionWrite,
     EventRef,
@@ -49,7 +54,7 @@ from agendas.model import (
     Unreadable,
     WriteOutcome,
 )
-from integrations.calendars.ics import (
+from feedback_agendas.integrations.calendars.ics import (
     IcsError,
     etag_of,
     meetings_from_calendar,

@@ -12,7 +12,7 @@ speaks the few WebDAV requests it needs itself, over one HTTP session:
 - :class:`DavSession` sends each request, counts it by method, sends the
   credentials with the first request over TLS or to a loopback address (no 401
   round trip), negotiates Basic or Digest on a 401 otherwise, and translates
-  transport errors into :mod:`agendas.errors`;
+  transport errors into :mod:`feedback_agendas.agendas.errors`;
 - :func:`parse_multistatus` reads a 207 body into :class:`DavResponse` items.
 
 Nothing here logs a body, a description or a credential.
@@ -30,7 +30,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import caldav.davclient
 
-from agendas.errors import (
+from feedback_agendas.agendas.errors import (
     FeedbackAgendasError,
     NotFound,
     PermissionDenied,

@@ -21,14 +21,14 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 
-from agendas.policy import Team
-from integrations.calendars.google_client import load_credentials
-from integrations.calendars.google_errors import (
+from feedback_agendas.agendas.policy import Team
+from feedback_agendas.integrations.calendars.google_client import load_credentials
+from feedback_agendas.integrations.calendars.google_errors import (
     TRANSPORT_ERRORS,
     translate_http_error,
     translate_transport_error,
 )
-from integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.user.readonly"
 DEFAULT_ENDPOINT = "https://admin.googleapis.com/"

@@ -4,7 +4,7 @@ One object per channel means a retry of a failed channel never resends to a
 channel that already succeeded (apprise's ``notify`` on a multi-URL object is
 all or nothing from the caller's point of view). ``notify()`` returns an
 ``AppriseResult`` that is truthy only on full success; anything else is a
-:class:`~agendas.errors.TransientError`.
+:class:`~feedback_agendas.agendas.errors.TransientError`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import warnings
 import apprise
 from apprise.plugins import N_MGR
 
-from agendas.errors import PermissionDenied, TransientError
-from integrations.notify.base import Message, channel_id
+from feedback_agendas.agendas.errors import PermissionDenied, TransientError
+from feedback_agendas.integrations.notify.base import Message, channel_id
 
 # apprise logs target hosts and, at debug level, payloads; we log channel ids only.
 logging.getLogger("apprise").setLevel(logging.ERROR)
@@ -36,7 +36,7 @@ def is_usable_channel(channel_url: str) -> bool:
 
 
 class AppriseNotifier:
-    """A :class:`~integrations.notify.base.Notifier` backed by apprise."""
+    """A :class:`~feedback_agendas.integrations.notify.base.Notifier` backed by apprise."""
 
     def __init__(self) -> None:
         self._channels: dict[str, apprise.Apprise] = {}

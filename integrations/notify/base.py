@@ -27,9 +27,9 @@ class Notifier(Protocol):
     """Delivers messages to channels.
 
     ``send`` returns only after the channel accepted the message. It raises
-    :class:`~agendas.errors.TransientError` when delivery failed and may work
+    :class:`~feedback_agendas.agendas.errors.TransientError` when delivery failed and may work
     later (the outbox retries with backoff), and
-    :class:`~agendas.errors.PermissionDenied` when the URL itself is unusable
+    :class:`~feedback_agendas.agendas.errors.PermissionDenied` when the URL itself is unusable
     (bad scheme or syntax: retrying will not help).
     """
 

@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from agendas.model import Attendee, EventRef, Meeting
-from integrations.calendars.base import CalendarProvider
-from integrations.calendars.ics import (
+from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.integrations.calendars.base import CalendarProvider
+from feedback_agendas.integrations.calendars.ics import (
     calendar_from_meetings,
     find_events,
     parse_calendar,
     recurrence_id_text,
     serialise,
 )
-from integrations.calendars.memory import MemoryProvider
-from integrations.calendars.vdir import VdirProvider
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.integrations.calendars.vdir import VdirProvider
 
 OWNER = "mona@example.com"
 TIMEZONE = "Europe/Stockholm"
@@ -97,7 +97,7 @@ def meetings_from_spec(spec: EventSpec, calendar: str, owner: str = OWNER) -> li
     """The spec as model objects: the master, then one Meeting per override.
 
     Providers whose backend speaks iCalendar can serialise these with
-    :func:`integrations.calendars.ics.calendar_from_meetings`.
+    :func:`feedback_agendas.integrations.calendars.ics.calendar_from_meetings`.
     """
     attendees = tuple(Attendee(a.email, resource=a.resource) for a in spec.attendees)
     master = Meeting(

@@ -40,8 +40,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from agendas.errors import CursorExpired, NotFound, PreconditionFailed
-from agendas.model import ChangeSet, DescriptionWrite, EventRef, Meeting, WriteOutcome
+from feedback_agendas.agendas.errors import CursorExpired, NotFound, PreconditionFailed
+from feedback_agendas.agendas.model import (
+    ChangeSet,
+    DescriptionWrite,
+    EventRef,
+    Meeting,
+    WriteOutcome,
+)
 from tests.contract.calendars import (
     OWNER,
     ZONE,

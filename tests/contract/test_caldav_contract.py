@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from caldav.davclient import DAVClient
 
-from agendas.model import EventRef
-from integrations.calendars.caldav import CaldavProvider
-from integrations.calendars.ics import (
+from feedback_agendas.agendas.model import EventRef
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.integrations.calendars.ics import (
     calendar_from_meetings,
     find_events,
     parse_calendar,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agendas.model import EventRef
-from integrations.calendars.google import GoogleProvider
+from feedback_agendas.agendas.model import EventRef
+from feedback_agendas.integrations.calendars.google import GoogleProvider
 from tests.contract.calendars import OWNER, TIMEZONE, EventSpec
 from tests.contract.suite import ProviderContract
 from tests.fakes.google_api import FakeGoogleCalendarAPI, instance_suffix

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agendas.policy import Org, Rules, Team
+from feedback_agendas.agendas.policy import Org, Rules, Team
 from tests.fakes.google_api import FakeGoogleCalendarAPI, instance_suffix
 
 DOMAIN = "example.com"

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from agendas.errors import ConfigError
-from examples.sample_week import write_sample_week
-from scheduler.cli import main
-from scheduler.commands import demo_week_start
-from scheduler.config import load_config
-from scheduler.loop import run_forever
+from feedback_agendas.agendas.errors import ConfigError
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.cli import main
+from feedback_agendas.scheduler.service.commands import demo_week_start
+from feedback_agendas.scheduler.service.loop import run_forever
+from feedback_agendas.scheduler.service.sample_week import write_sample_week
 
 ROOT = Path(__file__).resolve().parents[2]
 MONA = "mona@example.com"

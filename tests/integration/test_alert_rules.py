@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from examples.sample_week import write_sample_week
-from scheduler.commands import demo_week_start
-from scheduler.config import load_config
-from scheduler.daemon import Daemon, housekeeping_job, register, send_job
-from scheduler.http_server import EndpointServer
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.commands import demo_week_start
+from feedback_agendas.scheduler.service.daemon import Daemon, housekeeping_job, register, send_job
+from feedback_agendas.scheduler.service.http_server import EndpointServer
+from feedback_agendas.scheduler.service.sample_week import write_sample_week
 from tests.integration.test_outbox_receivers import WebhookReceiver
 from tests.promql import Evaluator, parse_scrape
 from tests.support.http import get

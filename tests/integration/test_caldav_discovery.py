@@ -26,8 +26,8 @@ import pytest
 from caldav.davclient import DAVClient
 from caldav.elements import dav
 
-from integrations.calendars.caldav import CaldavProvider
-from scheduler.store import Store
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.scheduler.storage.store import Store
 from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 

@@ -27,11 +27,11 @@ from urllib.parse import unquote
 import niquests
 import pytest
 
-from agendas.block import START_MARKER
-from agendas.render import AgendaRenderer
-from integrations.calendars.caldav import CaldavProvider
-from scheduler.engine import CycleReport, run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.block import START_MARKER
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import CycleReport, run_cycle
 from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 from tests.support.rules import example_com_rules, platform_team

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 from caldav.davclient import DAVClient
 
-from agendas.errors import NotFound, PermissionDenied, TransientError
-from integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.agendas.errors import NotFound, PermissionDenied, TransientError
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
 from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import (  # noqa: F401
     RadicaleServer,
@@ -79,7 +79,7 @@ def test_a_server_without_sync_collection_is_listed_by_etags(
     calendar.save_event(event("a@example.com"))
     calendar.save_event(event("b@example.com"))
     provider = provider_at(proxy.url, calendar)
-    with caplog.at_level(logging.WARNING, logger="integrations.calendars.caldav"):
+    with caplog.at_level(logging.WARNING, logger="feedback_agendas.integrations.calendars.caldav"):
         full = provider.read_changes(None)
         quiet = provider.read_changes(full.cursor)
     assert full.full and len(full.meetings) == 2

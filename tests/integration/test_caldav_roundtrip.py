@@ -24,14 +24,14 @@ import icalendar
 import pytest
 from caldav.davclient import DAVClient
 
-from agendas.block import START_MARKER
-from agendas.model import DescriptionWrite, WriteOutcome
-from agendas.policy import Org, Rules, Team
-from agendas.render import AgendaRenderer
-from integrations.calendars.caldav import CaldavProvider
-from integrations.calendars.ics import HASH_PROPERTY, parse_calendar
-from scheduler.engine import CycleReport, run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.block import START_MARKER
+from feedback_agendas.agendas.model import DescriptionWrite, WriteOutcome
+from feedback_agendas.agendas.policy import Org, Rules, Team
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.integrations.calendars.ics import HASH_PROPERTY, parse_calendar
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import CycleReport, run_cycle
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 from tests.support.rules import example_com_rules, platform_team
 
@@ -587,7 +587,7 @@ def test_icalendar_corpus_round_trips(setup: Setup) -> None:
 
 
 def test_tls_off_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="integrations.calendars.caldav"):
+    with caplog.at_level(logging.WARNING, logger="feedback_agendas.integrations.calendars.caldav"):
         provider = CaldavProvider(
             name="w",
             url="https://127.0.0.1:1/",

@@ -17,11 +17,11 @@ from pathlib import Path
 import yaml
 
 from bench.crash import run_crash
-from integrations.notify.base import channel_id
-from scheduler import leases
-from scheduler.config import load_config
-from scheduler.daemon import CALENDAR_LEASE, Daemon
-from scheduler.outbox import NewReminder
+from feedback_agendas.integrations.notify.base import channel_id
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.reminders.outbox import NewReminder
+from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon
+from feedback_agendas.scheduler.storage import leases
 from tests.integration.test_outbox_receivers import WebhookReceiver
 
 KILLS = int(os.environ.get("FA_CRASH_KILLS", "50"))

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from agendas.model import Attendee, EventRef, Meeting
-from integrations.calendars.memory import MemoryProvider
-from integrations.notify.apprise_notifier import AppriseNotifier
-from scheduler.config import load_config
-from scheduler.daemon import Daemon
+from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.daemon import Daemon
 from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
 
 # Monday 2026-03-23; Sweden moves to summer time on Sunday 2026-03-29.

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from agendas.model import ChangeSet
-from integrations.calendars.base import CalendarProvider
-from integrations.calendars.memory import MemoryProvider
-from integrations.ratelimit import QUOTA_COOLDOWN_SECONDS
-from scheduler import leases
-from scheduler.config import AppConfig, load_config
-from scheduler.daemon import Daemon, push_sync_job, register, sync_job
-from scheduler.providers import build_provider
+from feedback_agendas.agendas.model import ChangeSet
+from feedback_agendas.integrations.calendars.base import CalendarProvider
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.integrations.ratelimit import QUOTA_COOLDOWN_SECONDS
+from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.service.daemon import Daemon, push_sync_job, register, sync_job
+from feedback_agendas.scheduler.storage import leases
+from feedback_agendas.scheduler.sync.providers import build_provider
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 
 T0 = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)

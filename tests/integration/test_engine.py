@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from agendas.block import read_block
-from agendas.errors import PreconditionFailed, TransientError
-from agendas.model import Attendee, DescriptionWrite, EventRef, Meeting
-from agendas.policy import OptOut, Org, Policy, Rules, Team
-from agendas.render import AgendaRenderer
-from integrations.calendars.memory import MemoryProvider
-from scheduler.engine import run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.block import read_block
+from feedback_agendas.agendas.errors import PreconditionFailed, TransientError
+from feedback_agendas.agendas.model import Attendee, DescriptionWrite, EventRef, Meeting
+from feedback_agendas.agendas.policy import OptOut, Org, Policy, Rules, Team
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import run_cycle
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 OWNER = "mona@example.com"

@@ -24,13 +24,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from examples.sample_week import write_sample_week
-from scheduler import leases
-from scheduler.cli import main
-from scheduler.commands import demo_week_start
-from scheduler.config import load_config
-from scheduler.daemon import CALENDAR_LEASE, Daemon
-from scheduler.store import Store
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.cli import main
+from feedback_agendas.scheduler.service.commands import demo_week_start
+from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon
+from feedback_agendas.scheduler.service.sample_week import write_sample_week
+from feedback_agendas.scheduler.storage import leases
+from feedback_agendas.scheduler.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "mona@example.com"
@@ -358,7 +358,7 @@ needs_namespace = pytest.mark.skipif(
 
 def sync_in_namespace(config: Path, setup: str) -> tuple[int, dict[str, Any], str]:
     """``feedback-agendas sync --json`` as a new process, after ``setup`` in its namespace."""
-    command = f"{setup} && exec {sys.executable} -m scheduler.cli sync --json --config {config}"
+    command = f"{setup} && exec {sys.executable} -m feedback_agendas sync --json --config {config}"
     done = subprocess.run(
         ["unshare", "-rm", "sh", "-ec", command],
         capture_output=True,
@@ -397,7 +397,7 @@ def test_a_full_disk_at_commit_fails_the_cycle_with_a_storage_error(tmp_path: Pa
         config.read_text().replace(str(tmp_path / "fa.db"), str(db_dir / "fa.db")),
         encoding="utf-8",
     )
-    migrate = f"{sys.executable} -m scheduler.cli db upgrade --config {config}"
+    migrate = f"{sys.executable} -m feedback_agendas db upgrade --config {config}"
     fill = f"(dd if=/dev/zero of={db_dir}/filler bs=4096 2>/dev/null || true)"
     fill += f" && truncate -s -48K {db_dir}/filler"  # room to open, none to commit
     code, summary, stderr = sync_in_namespace(
@@ -471,8 +471,8 @@ def test_long_ids_and_a_long_host_name_still_get_reminders_sent_on_postgresql(
     """An event id of 1,000 characters (occurrence key > 512) and a 64-character host name."""
     from datetime import timedelta
 
-    from agendas.model import Attendee, EventRef, Meeting
-    from integrations.calendars.memory import MemoryProvider
+    from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+    from feedback_agendas.integrations.calendars.memory import MemoryProvider
     from tests.integration.pg import postgres_schema
     from tests.integration.test_outbox_receivers import WebhookReceiver
 
@@ -541,10 +541,10 @@ def test_a_bug_hit_by_many_events_is_one_traceback_and_counted_as_internal(
 ) -> None:
     import logging
 
-    from agendas.render import AgendaRenderer
-    from integrations.calendars.vdir import VdirProvider
-    from scheduler.engine import run_cycle
-    from scheduler.org_directory import resolve_rules
+    from feedback_agendas.agendas.render import AgendaRenderer
+    from feedback_agendas.integrations.calendars.vdir import VdirProvider
+    from feedback_agendas.scheduler.sync.cycle import run_cycle
+    from feedback_agendas.scheduler.sync.org_directory import resolve_rules
 
     class BuggyRenderer(AgendaRenderer):
         """Our renderer with a bug in the team agendas (not a template error: Python's own)."""
@@ -577,7 +577,7 @@ def test_a_failing_job_tick_is_one_log_line_and_a_count_not_a_ticker_traceback(
     import logging
     import sqlite3
 
-    from scheduler.daemon import housekeeping_job, register, send_job
+    from feedback_agendas.scheduler.service.daemon import housekeeping_job, register, send_job
 
     config = write_config(tmp_path, [vdir_calendar(tmp_path, "good")])
     daemon = Daemon(load_config(config))
@@ -585,7 +585,7 @@ def test_a_failing_job_tick_is_one_log_line_and_a_count_not_a_ticker_traceback(
         daemon_id = register(daemon)
         with sqlite3.connect(tmp_path / "fa.db") as db:  # the outbox is gone under the daemon
             db.execute("DROP TABLE reminder_outbox")
-        with caplog.at_level(logging.WARNING, logger="scheduler.daemon"):
+        with caplog.at_level(logging.WARNING, logger="feedback_agendas.scheduler.service.daemon"):
             send_job(daemon_id)
             housekeeping_job(daemon_id)
         assert [r.getMessage().split(":")[0] for r in caplog.records] == [

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from agendas.errors import UserError
-from integrations.calendars.google import GoogleProvider, verify_push
-from integrations.calendars.google_client import (
+from feedback_agendas.agendas.errors import UserError
+from feedback_agendas.integrations.calendars.google import GoogleProvider, verify_push
+from feedback_agendas.integrations.calendars.google_client import (
     batch_uri_for,
     is_loopback_endpoint,
     write_private_file,
 )
-from integrations.calendars.google_push import push_channel_id
+from feedback_agendas.integrations.calendars.google_push import push_channel_id
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 
 OWNER = "mona@example.com"
@@ -196,7 +196,7 @@ def test_watch_notify_verify_and_stop(receiver: Receiver) -> None:
 def test_a_channel_is_due_for_replacement_before_it_expires() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from integrations.calendars.google_push import PushChannel
+    from feedback_agendas.integrations.calendars.google_push import PushChannel
 
     now = datetime(2026, 12, 1, tzinfo=UTC)
     channel = PushChannel("c", "r", now + timedelta(hours=2))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agendas.errors import RateLimited
-from agendas.policy import Team
-from integrations.directory.google import GoogleDirectory, ManagerReports, merge_teams
-from integrations.retry import RetryPolicy
+from feedback_agendas.agendas.errors import RateLimited
+from feedback_agendas.agendas.policy import Team
+from feedback_agendas.integrations.directory.google import (
+    GoogleDirectory,
+    ManagerReports,
+    merge_teams,
+)
+from feedback_agendas.integrations.retry import RetryPolicy
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 
 

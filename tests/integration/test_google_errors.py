@@ -14,16 +14,16 @@ from typing import Any
 import httplib2
 import pytest
 
-from agendas.errors import (
+from feedback_agendas.agendas.errors import (
     PermissionDenied,
     QuotaExceeded,
     RateLimited,
     TransientError,
 )
-from agendas.model import DescriptionWrite, EventRef
-from integrations.calendars.google import GoogleProvider
-from integrations.ratelimit import TokenBucket, UserRateLimiter
-from integrations.retry import RetryPolicy, backoff_delay, call_with_retry
+from feedback_agendas.agendas.model import DescriptionWrite, EventRef
+from feedback_agendas.integrations.calendars.google import GoogleProvider
+from feedback_agendas.integrations.ratelimit import TokenBucket, UserRateLimiter
+from feedback_agendas.integrations.retry import RetryPolicy, backoff_delay, call_with_retry
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 
 OWNER = "mona@example.com"

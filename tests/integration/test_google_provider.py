@@ -17,10 +17,16 @@ from google.auth.credentials import AnonymousCredentials
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 
-from agendas.errors import CursorExpired, PermissionDenied, PreconditionFailed
-from agendas.model import DescriptionWrite, EventRef, EventType, Meeting, Visibility
-from integrations.calendars.google import GoogleProvider
-from integrations.calendars.google_map import HASH_PROPERTY
+from feedback_agendas.agendas.errors import CursorExpired, PermissionDenied, PreconditionFailed
+from feedback_agendas.agendas.model import (
+    DescriptionWrite,
+    EventRef,
+    EventType,
+    Meeting,
+    Visibility,
+)
+from feedback_agendas.integrations.calendars.google import GoogleProvider
+from feedback_agendas.integrations.calendars.google_map import HASH_PROPERTY
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 
 OWNER = "mona@example.com"

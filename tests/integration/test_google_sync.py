@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from agendas.policy import Rules
-from agendas.render import AgendaRenderer
-from integrations.calendars.google import GoogleProvider
-from integrations.retry import RetryPolicy
-from scheduler.engine import CycleReport, run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.policy import Rules
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.google import GoogleProvider
+from feedback_agendas.integrations.retry import RetryPolicy
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import CycleReport, run_cycle
 from tests.fakes.google_api import FakeGoogleCalendarAPI, Faults
 from tests.fakes.google_org import NOW, SyntheticOrg, rules_for, seed_org
 

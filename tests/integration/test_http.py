@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from integrations.calendars.memory import MemoryProvider
-from scheduler.config import load_config
-from scheduler.daemon import Daemon, webhook_router
-from scheduler.http_server import EndpointServer
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.daemon import Daemon, webhook_router
+from feedback_agendas.scheduler.service.http_server import EndpointServer
 from tests.support.http import get, write_vdir_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def test_health_ready_metrics_and_push_webhook(tmp_path: Path) -> None:
 def test_run_prints_its_endpoints_and_exits_0_on_sigterm_within_10_s(tmp_path: Path) -> None:
     path = config(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "scheduler.cli", "run", "--config", str(path)],
+        [sys.executable, "-m", "feedback_agendas", "run", "--config", str(path)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

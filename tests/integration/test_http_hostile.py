@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from integrations.calendars.memory import MemoryProvider
-from scheduler.config import load_config
-from scheduler.daemon import Daemon
-from scheduler.http_server import EndpointServer
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.daemon import Daemon
+from feedback_agendas.scheduler.service.http_server import EndpointServer
 from tests.support.http import write_vdir_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,7 +282,7 @@ def test_run_on_a_port_in_use_says_so_in_one_line_and_exits_2(tmp_path: Path) ->
             encoding="utf-8",
         )
         done = subprocess.run(
-            [sys.executable, "-m", "scheduler.cli", "run", "--config", str(path)],
+            [sys.executable, "-m", "feedback_agendas", "run", "--config", str(path)],
             cwd=ROOT,
             capture_output=True,
             text=True,

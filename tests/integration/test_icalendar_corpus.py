@@ -25,11 +25,11 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from agendas.decide import decide
-from agendas.model import ChangeSet, DescriptionWrite
-from agendas.render import AgendaRenderer
-from integrations.calendars.ics import parse_calendar
-from integrations.calendars.vdir import VdirProvider
+from feedback_agendas.agendas.decide import decide
+from feedback_agendas.agendas.model import ChangeSet, DescriptionWrite
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.ics import parse_calendar
+from feedback_agendas.integrations.calendars.vdir import VdirProvider
 from tests.support.rules import example_com_rules, platform_team
 
 CORPUS = Path(icalendar.__file__).parent / "tests"

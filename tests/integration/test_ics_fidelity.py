@@ -26,13 +26,13 @@ from typing import Any, Protocol
 import pytest
 from caldav.davclient import DAVClient
 
-from agendas.model import DescriptionWrite, EventRef, Meeting
-from agendas.render import AgendaRenderer
-from integrations.calendars.caldav import CaldavProvider
-from integrations.calendars.ics import UnsafeToWrite
-from integrations.calendars.vdir import VdirProvider
-from scheduler.engine import run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.model import DescriptionWrite, EventRef, Meeting
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.integrations.calendars.ics import UnsafeToWrite
+from feedback_agendas.integrations.calendars.vdir import VdirProvider
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import run_cycle
 from tests.fidelity import calendar, logical_lines, only_written_lines_differ
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 from tests.support.rules import example_com_rules, platform_team

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agendas.model import Attendee, EventRef, Meeting
-from integrations.calendars.memory import MemoryProvider
-from scheduler.config import load_config
-from scheduler.daemon import Daemon
+from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.daemon import Daemon
 from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
 
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from integrations.directory.google import GoogleDirectory
-from integrations.retry import RetryPolicy
-from scheduler.commands import sync_all
-from scheduler.config import AppConfig, DirectoryConfig, load_config
-from scheduler.daemon import Daemon
-from scheduler.org_directory import RulesCache, managers_to_ask, resolve_rules
+from feedback_agendas.integrations.directory.google import GoogleDirectory
+from feedback_agendas.integrations.retry import RetryPolicy
+from feedback_agendas.scheduler.config.schema import AppConfig, DirectoryConfig, load_config
+from feedback_agendas.scheduler.service.commands import sync_all
+from feedback_agendas.scheduler.service.daemon import Daemon
+from feedback_agendas.scheduler.sync.org_directory import RulesCache, managers_to_ask, resolve_rules
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 
 BOSS = "boss@example.com"
@@ -124,7 +124,11 @@ def test_a_directory_outage_falls_back_to_the_config(
     # Refused outright (delegation missing): no retry, same fallback.
     api.faults.inject("users.list", 403, "forbidden")
     assert resolve_rules(cfg, impatient) == cfg.rules()
-    ours = [r.getMessage() for r in caplog.records if r.name == "scheduler.org_directory"]
+    ours = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "feedback_agendas.scheduler.sync.org_directory"
+    ]
     assert ours == [
         "the org directory could not be read (TransientError); using the teams in the config",
         "the org directory could not be read (PermissionDenied); using the teams in the config",

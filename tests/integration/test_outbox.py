@@ -15,10 +15,16 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
-from agendas.errors import TransientError
-from integrations.notify.apprise_notifier import AppriseNotifier
-from integrations.notify.base import Message, channel_id
-from scheduler.outbox import DEAD, NewReminder, Outbox, metadata, outbox_table
+from feedback_agendas.agendas.errors import TransientError
+from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
+from feedback_agendas.integrations.notify.base import Message, channel_id
+from feedback_agendas.scheduler.reminders.outbox import (
+    DEAD,
+    NewReminder,
+    Outbox,
+    metadata,
+    outbox_table,
+)
 from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver, postgres_engine
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

@@ -32,14 +32,14 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import inspect, select, table, text
 
-from agendas.block import END_MARKER
-from agendas.errors import FeedbackAgendasError
-from agendas.model import Attendee, EventRef, Meeting
-from integrations.calendars.memory import MemoryProvider
-from scheduler.cli import main as cli_main
-from scheduler.config import load_config
-from scheduler.daemon import Daemon
-from scheduler.http_server import EndpointServer
+from feedback_agendas.agendas.block import END_MARKER
+from feedback_agendas.agendas.errors import FeedbackAgendasError
+from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.cli import main as cli_main
+from feedback_agendas.scheduler.service.daemon import Daemon
+from feedback_agendas.scheduler.service.http_server import EndpointServer
 from tests.integration.pg import postgres_schema
 from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
 

@@ -29,16 +29,16 @@ import pytest
 import yaml
 from icalendar import Calendar, Event, vCalAddress
 
-from agendas.block import holds_corrective_slot, read_block
-from agendas.model import EventRef
-from integrations.calendars.base import CalendarProvider
-from integrations.calendars.caldav import CaldavProvider
-from integrations.calendars.google import GoogleProvider
-from integrations.calendars.ics import parse_calendar, serialise
-from integrations.calendars.vdir import VdirProvider
-from scheduler.config import load_config
-from scheduler.daemon import Daemon
-from scheduler.engine import summarise
+from feedback_agendas.agendas.block import holds_corrective_slot, read_block
+from feedback_agendas.agendas.model import EventRef
+from feedback_agendas.integrations.calendars.base import CalendarProvider
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.integrations.calendars.google import GoogleProvider
+from feedback_agendas.integrations.calendars.ics import parse_calendar, serialise
+from feedback_agendas.integrations.calendars.vdir import VdirProvider
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.daemon import Daemon
+from feedback_agendas.scheduler.sync.cycle import summarise
 from tests.contract.calendars import (
     OWNER,
     TIMEZONE,
@@ -420,8 +420,8 @@ def test_a_cron_sync_reports_the_conflict_and_queues_the_managers_message(
     """``sync`` as a new process per run: the JSON, ``status`` and the queued private message."""
     from click.testing import CliRunner
 
-    import scheduler.engine
-    from scheduler.cli import main
+    import feedback_agendas.scheduler.sync.cycle
+    from feedback_agendas.scheduler.service.cli import main
 
     folder = tmp_path / "vdir"
     folder.mkdir()
@@ -450,8 +450,8 @@ def test_a_cron_sync_reports_the_conflict_and_queues_the_managers_message(
         }
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(data), encoding="utf-8")
-        monkeypatch.setattr(scheduler.engine, "utc_now", lambda: NOW)
-        monkeypatch.setattr("scheduler.cli.utc_now", lambda: NOW)
+        monkeypatch.setattr(feedback_agendas.scheduler.sync.cycle, "utc_now", lambda: NOW)
+        monkeypatch.setattr("feedback_agendas.scheduler.service.cli.utc_now", lambda: NOW)
 
         def sync() -> dict[str, Any]:
             result = CliRunner().invoke(main, ["sync", "--config", str(config), "--json"])

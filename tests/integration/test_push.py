@@ -22,12 +22,12 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, func, inspect, select
 
-from scheduler import leases
-from scheduler.config import AppConfig, load_config
-from scheduler.daemon import Daemon
-from scheduler.http_server import EndpointServer
-from scheduler.loop import build_scheduler, run_forever
-from scheduler.push import (
+from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.service.daemon import Daemon
+from feedback_agendas.scheduler.service.http_server import EndpointServer
+from feedback_agendas.scheduler.service.loop import build_scheduler, run_forever
+from feedback_agendas.scheduler.storage import leases
+from feedback_agendas.scheduler.sync.push import (
     PUSH_LEASE,
     WEBHOOK_PATH,
     PushChannels,
@@ -388,7 +388,7 @@ def test_replicas_racing_on_postgresql_register_one_channel_per_calendar(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from scheduler.store import Store
+    from feedback_agendas.scheduler.storage.store import Store
     from tests.integration.pg import postgres_schema
 
     owners = [f"u{n}@example.com" for n in range(8)]
@@ -507,7 +507,7 @@ def test_a_replayed_notification_is_dropped_and_a_flood_syncs_once_per_window(
 def test_the_running_service_drops_replays_and_rate_limits_a_flood(
     tmp_path: Path, api: FakeGoogleCalendarAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scheduler import push
+    from feedback_agendas.scheduler.sync import push
 
     monkeypatch.setattr(push, "PUSH_SYNC_WINDOW", timedelta(seconds=5))
     cfg = write_config(tmp_path, api, free_port())

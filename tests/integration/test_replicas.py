@@ -41,13 +41,13 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from agendas.model import Attendee, EventRef, Meeting
-from integrations.calendars.base import CalendarProvider
-from integrations.calendars.ics import calendar_from_meetings, serialise
-from integrations.notify.base import channel_id
-from scheduler.outbox import SENT, NewReminder, Outbox, outbox_table
-from scheduler.reminders import BEFORE_TEAM
-from scheduler.store import Store, calendar_cursors
+from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.integrations.calendars.base import CalendarProvider
+from feedback_agendas.integrations.calendars.ics import calendar_from_meetings, serialise
+from feedback_agendas.integrations.notify.base import channel_id
+from feedback_agendas.scheduler.reminders.outbox import SENT, NewReminder, Outbox, outbox_table
+from feedback_agendas.scheduler.reminders.planning import BEFORE_TEAM
+from feedback_agendas.scheduler.storage.store import Store, calendar_cursors
 from tests.integration.pg import postgres_schema
 from tests.integration.test_outbox_receivers import WebhookReceiver
 
@@ -174,7 +174,7 @@ class RecordingFactory:
     """
 
     def __init__(self, record_path: Path, replica: str) -> None:
-        from scheduler.providers import build_provider
+        from feedback_agendas.scheduler.sync.providers import build_provider
 
         self._build = build_provider
         self._replica = replica
@@ -203,8 +203,8 @@ class RecordingFactory:
 
 def worker(config_path: Path, replica: str, record_path: Path, stop_path: Path) -> None:
     """One replica: cycle through every calendar and send what is due, until told to stop."""
-    from scheduler.config import load_config
-    from scheduler.daemon import Daemon
+    from feedback_agendas.scheduler.config.schema import load_config
+    from feedback_agendas.scheduler.service.daemon import Daemon
 
     cfg = load_config(config_path)
     daemon = Daemon(

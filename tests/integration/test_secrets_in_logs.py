@@ -22,9 +22,9 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from integrations.redact import mask_url, mask_urls_in, split_userinfo
-from scheduler.cli import main as cli_main
-from scheduler.config import load_config
+from feedback_agendas.integrations.redact import mask_url, mask_urls_in, split_userinfo
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.cli import main as cli_main
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 from tests.integration.test_privacy import everything_logged_at_debug
 
@@ -156,8 +156,8 @@ def test_masking_urls_in_text_and_splitting_credentials_off() -> None:
 
 
 def test_a_failure_message_quoting_a_url_masks_its_password() -> None:
-    from agendas.errors import ProviderError
-    from scheduler.failures import describe_failure
+    from feedback_agendas.agendas.errors import ProviderError
+    from feedback_agendas.scheduler.sync.failures import describe_failure
 
     failure = describe_failure(
         ProviderError(f"PUT http://mona:{PASSWORD}@dav.example.com/c/1.ics: 507"), calendar="dav"

@@ -22,11 +22,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, event, inspect, text
 
-from agendas.errors import UserError
-from agendas.model import EventRef
-from scheduler import leases
-from scheduler.migrations import head_revision, schema_metadata
-from scheduler.store import CycleStart, EventRecord, RunSummary, Store, upgrade
+from feedback_agendas.agendas.errors import UserError
+from feedback_agendas.agendas.model import EventRef
+from feedback_agendas.scheduler.storage import leases
+from feedback_agendas.scheduler.storage.migrations import head_revision, schema_metadata
+from feedback_agendas.scheduler.storage.store import (
+    CycleStart,
+    EventRecord,
+    RunSummary,
+    Store,
+    upgrade,
+)
 from tests.integration.pg import postgres_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +165,10 @@ def test_an_unreachable_database_is_a_user_error_without_the_password() -> None:
 def test_two_processes_upgrading_at_once_both_succeed(url: str) -> None:
     # Each process opens its own connection and migrates a fresh database; without
     # the lock one of them fails creating the same table.
-    code = "import sys; from scheduler.store import upgrade; print(upgrade(sys.argv[1]))"
+    code = (
+        "import sys; from feedback_agendas.scheduler.storage.store import upgrade;"
+        " print(upgrade(sys.argv[1]))"
+    )
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code, url],

@@ -12,10 +12,27 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agendas.errors import CursorExpired, NotFound, PreconditionFailed, ProviderError
-from agendas.model import DescriptionWrite, EventRef, EventType, Meeting, Status, Visibility
-from integrations.calendars.ics import calendar_from_meetings, etag_of, parse_calendar, serialise
-from integrations.calendars.vdir import VdirProvider
+from feedback_agendas.agendas.errors import (
+    CursorExpired,
+    NotFound,
+    PreconditionFailed,
+    ProviderError,
+)
+from feedback_agendas.agendas.model import (
+    DescriptionWrite,
+    EventRef,
+    EventType,
+    Meeting,
+    Status,
+    Visibility,
+)
+from feedback_agendas.integrations.calendars.ics import (
+    calendar_from_meetings,
+    etag_of,
+    parse_calendar,
+    serialise,
+)
+from feedback_agendas.integrations.calendars.vdir import VdirProvider
 
 OWNER = "mona@example.com"
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -349,7 +366,7 @@ def test_an_unparsable_file_is_unreadable_logged_without_content_and_kept(
     (tmp_path / "alice.ics").write_bytes(SERIES_WITH_OVERRIDES)
     bad = tmp_path / "bad.ics"
     bad.write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="integrations.calendars.vdir"):
+    with caplog.at_level(logging.WARNING, logger="feedback_agendas.integrations.calendars.vdir"):
         changes = provider(tmp_path).read_changes(None)
     assert len(changes.meetings) == 3
     assert [u.ref.event_id for u in changes.unreadable] == ["bad.ics"]
@@ -564,7 +581,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "calendars" / "mona"
 
 
 def test_the_committed_sample_week_is_what_the_generator_writes(tmp_path: Path) -> None:
-    from examples.sample_week import write_sample_week
+    from feedback_agendas.scheduler.service.sample_week import write_sample_week
 
     written = write_sample_week(tmp_path, date(2026, 11, 30))
     assert len(written) == 12
@@ -599,7 +616,7 @@ def test_the_sample_week_reads_cleanly_with_the_events_the_demo_needs() -> None:
 def test_the_sample_week_occurs_as_planned_in_any_week(tmp_path: Path) -> None:
     import recurring_ical_events
 
-    from examples.sample_week import write_sample_week
+    from feedback_agendas.scheduler.service.sample_week import write_sample_week
 
     week_start = date(2027, 3, 29)  # the week after the change to summer time
     write_sample_week(tmp_path, week_start)
@@ -628,7 +645,7 @@ def test_the_sample_week_occurs_as_planned_in_any_week(tmp_path: Path) -> None:
 
 
 def test_the_sample_week_starts_on_a_monday(tmp_path: Path) -> None:
-    from examples.sample_week import write_sample_week
+    from feedback_agendas.scheduler.service.sample_week import write_sample_week
 
     with pytest.raises(ValueError, match="Monday"):
         write_sample_week(tmp_path, date(2026, 12, 1))

@@ -14,8 +14,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agendas.model import DescriptionWrite
-from integrations.calendars.ics import meetings_from_calendar, parse_calendar, rewrite_descriptions
+from feedback_agendas.agendas.model import DescriptionWrite
+from feedback_agendas.integrations.calendars.ics import (
+    meetings_from_calendar,
+    parse_calendar,
+    rewrite_descriptions,
+)
 from tests.fidelity import logical_lines, only_written_lines_differ
 
 SAFE_TEXT = st.text(

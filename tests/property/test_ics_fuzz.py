@@ -24,12 +24,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from agendas.block import read_block
-from agendas.model import EventRef
-from examples.sample_week import write_sample_week
-from integrations.calendars.vdir import VdirProvider
-from scheduler.commands import EXAMPLE_CONFIG, demo_week_start, sync_all
-from scheduler.config import AppConfig, load_config
+from feedback_agendas.agendas.block import read_block
+from feedback_agendas.agendas.model import EventRef
+from feedback_agendas.integrations.calendars.vdir import VdirProvider
+from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.service.commands import EXAMPLE_CONFIG, demo_week_start, sync_all
+from feedback_agendas.scheduler.service.sample_week import write_sample_week
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # the Monday of the committed sample week
 HOSTILE_VALUES = [

@@ -35,15 +35,22 @@ from hypothesis.stateful import (
     rule,
 )
 
-from agendas.block import START_MARKER, block_hash, merge_block, read_block
-from agendas.classify import MeetingKind, classify_meeting
-from agendas.model import Attendee, EventRef, Meeting, Status, TextFormat, Visibility
-from agendas.policy import OptOut, Policy
-from agendas.recurrence import next_occurrence
-from agendas.render import AgendaRenderer
-from integrations.calendars.memory import MemoryProvider
-from scheduler.engine import run_cycle
-from scheduler.store import Store
+from feedback_agendas.agendas.block import START_MARKER, block_hash, merge_block, read_block
+from feedback_agendas.agendas.classify import MeetingKind, classify_meeting
+from feedback_agendas.agendas.model import (
+    Attendee,
+    EventRef,
+    Meeting,
+    Status,
+    TextFormat,
+    Visibility,
+)
+from feedback_agendas.agendas.policy import OptOut, Policy
+from feedback_agendas.agendas.recurrence import next_occurrence
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.memory import MemoryProvider
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import run_cycle
 from tests.support.rules import example_com_rules, platform_team
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")

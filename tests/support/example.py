@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from examples.sample_week import write_sample_week
-from scheduler.commands import demo_week_start
+from feedback_agendas.scheduler.service.commands import demo_week_start
+from feedback_agendas.scheduler.service.sample_week import write_sample_week
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agendas.policy import Org, Rules, Team
+from feedback_agendas.agendas.policy import Org, Rules, Team
 
 
 def platform_team(manager: str, *members: str, **options: Any) -> Team:

@@ -12,8 +12,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from agendas import block as block_module
-from agendas.block import (
+from feedback_agendas.agendas import block as block_module
+from feedback_agendas.agendas.block import (
     END_MARKER,
     START_MARKER,
     MergeOutcome,
@@ -24,7 +24,7 @@ from agendas.block import (
     merge_block,
     read_block,
 )
-from agendas.model import TextFormat
+from feedback_agendas.agendas.model import TextFormat
 
 TEXT, HTML = TextFormat.TEXT, TextFormat.HTML
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from scheduler.cli import main as cli_main
-from scheduler.config import check_config, load_config
+from feedback_agendas.scheduler.config.schema import check_config, load_config
+from feedback_agendas.scheduler.service.cli import main as cli_main
 
 TEAM = "    - {name: t, manager: mona@example.com, members: [alice@example.com]}\n"
 
@@ -170,7 +170,7 @@ def test_a_read_only_folder(tmp_path: Path) -> None:
     script = (
         f"mount --bind {tmp_path / 'cal'} {tmp_path / 'cal'} && "
         f"mount -o remount,bind,ro {tmp_path / 'cal'} && "
-        f"{sys.executable} -c 'from scheduler.config import check_config; "
+        f"{sys.executable} -c 'from feedback_agendas.scheduler.config.schema import check_config; "
         f'print(check_config(__import__("pathlib").Path("{path}")))\''
     )
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True,
@@ -270,7 +270,7 @@ def test_a_database_migrated_by_a_newer_version(tmp_path: Path) -> None:
     (tmp_path / "cal").mkdir()
     path = config(tmp_path, VDIR.format(path="cal"), top="storage:\n  url: sqlite:///fa.db\n")
     assert check_config(path) == []  # no database yet: sync creates it
-    from scheduler.store import Store
+    from feedback_agendas.scheduler.storage.store import Store
 
     Store.open(f"sqlite:///{tmp_path / 'fa.db'}").close()
     assert check_config(path) == []  # ours, at head

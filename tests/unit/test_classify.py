@@ -7,9 +7,22 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from agendas.classify import Classification, MeetingKind, SkipReason, classify_meeting, skip
-from agendas.model import Attendee, EventRef, EventType, Meeting, Status, Visibility
-from agendas.policy import OptOut, Org, Policy, Rules, Team
+from feedback_agendas.agendas.classify import (
+    Classification,
+    MeetingKind,
+    SkipReason,
+    classify_meeting,
+    skip,
+)
+from feedback_agendas.agendas.model import (
+    Attendee,
+    EventRef,
+    EventType,
+    Meeting,
+    Status,
+    Visibility,
+)
+from feedback_agendas.agendas.policy import OptOut, Org, Policy, Rules, Team
 
 MONA = "mona@example.com"  # manages platform
 ANNA = "anna@example.com"

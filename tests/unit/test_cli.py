@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from scheduler.cli import main
+from feedback_agendas.scheduler.service.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,7 +123,7 @@ def test_demo_shows_both_kinds_of_agenda_and_the_skip_reasons() -> None:
 
 
 def test_db_upgrade_reports_the_head_revision(example: Path) -> None:
-    from scheduler.migrations import head_revision
+    from feedback_agendas.scheduler.storage.migrations import head_revision
 
     result = CliRunner().invoke(main, ["db", "upgrade", "--config", str(example)])
     assert result.exit_code == 0, result.output

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agendas.errors import ConfigError, UserError
-from agendas.policy import Focus
-from scheduler.config import (
+from feedback_agendas.agendas.errors import ConfigError, UserError
+from feedback_agendas.agendas.policy import Focus
+from feedback_agendas.scheduler.config.schema import (
     AppConfig,
     CaldavCalendar,
     GoogleCalendar,

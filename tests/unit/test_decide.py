@@ -9,12 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agendas.block import has_block
-from agendas.classify import MeetingKind, SkipReason
-from agendas.decide import ActionKind, Decision, decide
-from agendas.model import Attendee, EventType, Meeting, Status, TextFormat, Visibility
-from agendas.policy import Focus, OptOut, Policy, Rules
-from agendas.render import AgendaRenderer
+from feedback_agendas.agendas.block import has_block
+from feedback_agendas.agendas.classify import MeetingKind, SkipReason
+from feedback_agendas.agendas.decide import ActionKind, Decision, decide
+from feedback_agendas.agendas.model import (
+    Attendee,
+    EventType,
+    Meeting,
+    Status,
+    TextFormat,
+    Visibility,
+)
+from feedback_agendas.agendas.policy import Focus, OptOut, Policy, Rules
+from feedback_agendas.agendas.render import AgendaRenderer
 from tests.unit.test_classify import (
     ANNA,
     BO,

@@ -12,17 +12,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agendas.block import (
+from feedback_agendas.agendas.block import (
     END_MARKER,
     START_MARKER,
     count_filled_entries,
     count_filled_praise,
     merge_block,
 )
-from agendas.classify import MeetingKind
-from agendas.model import TextFormat
-from agendas.plan import AgendaPlan, SlotKind
-from agendas.render import AgendaRenderer
+from feedback_agendas.agendas.classify import MeetingKind
+from feedback_agendas.agendas.model import TextFormat
+from feedback_agendas.agendas.plan import AgendaPlan, SlotKind
+from feedback_agendas.agendas.render import AgendaRenderer
 from tests.unit.test_block import google_divs, html_to_text
 
 TEXT, HTML = TextFormat.TEXT, TextFormat.HTML

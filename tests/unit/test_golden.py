@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agendas.classify import MeetingKind
-from agendas.model import TextFormat
-from agendas.plan import AgendaPlan, SlotKind
-from agendas.render import AgendaRenderer
+from feedback_agendas.agendas.classify import MeetingKind
+from feedback_agendas.agendas.model import TextFormat
+from feedback_agendas.agendas.plan import AgendaPlan, SlotKind
+from feedback_agendas.agendas.render import AgendaRenderer
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 GOALS = ("Ship the new onboarding by June", "Answer every support ticket within four hours")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.calendars.ics_lines import (
+from feedback_agendas.integrations.calendars.ics_lines import (
     Blocker,
     EditBlocked,
     edit_blocker,

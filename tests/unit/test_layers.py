@@ -45,6 +45,12 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+def layer_of(module: str) -> str:
+    """``feedback_agendas.scheduler.x`` -> ``scheduler``; a library's top-level name as it is."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "feedback_agendas" and len(parts) > 1 else parts[0]
+
+
 def layer_files(layer: str) -> list[Path]:
     return sorted((ROOT / layer).rglob("*.py"))
 
@@ -56,9 +62,22 @@ def test_layer_imports_only_downwards(layer: str) -> None:
     violations = []
     for path in files:
         for module in imported_modules(path):
-            if module.split(".")[0] in FORBIDDEN[layer]:
+            if layer_of(module) in FORBIDDEN[layer]:
                 violations.append(f"{path.relative_to(ROOT)} imports {module}")
     assert violations == []
+
+
+def test_our_modules_are_imported_through_the_one_package() -> None:
+    """The layers are installed as ``feedback_agendas.*``; a bare ``scheduler`` would not exist."""
+    bare = {"agendas", "integrations", "scheduler", "templates", "examples"}
+    offenders = [
+        f"{path.relative_to(ROOT)} imports {module}"
+        for folder in ("agendas", "integrations", "scheduler", "tests", "bench")
+        for path in layer_files(folder)
+        for module in imported_modules(path)
+        if module.split(".")[0] in bare
+    ]
+    assert offenders == []
 
 
 def test_core_reads_no_clock() -> None:
@@ -74,5 +93,8 @@ def test_core_reads_no_clock() -> None:
 
 def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("import sqlalchemy\nfrom scheduler.store import Store\n", encoding="utf-8")
-    assert {"sqlalchemy", "scheduler.store"} <= imported_modules(bad)
+    bad.write_text(
+        "import sqlalchemy\nfrom feedback_agendas.scheduler.storage.store import Store\n",
+        encoding="utf-8",
+    )
+    assert {"sqlalchemy", "feedback_agendas.scheduler.storage.store"} <= imported_modules(bad)

@@ -7,11 +7,16 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from agendas.classify import Classification, MeetingKind, SkipReason, classify_meeting
-from agendas.model import Meeting
-from agendas.plan import SlotKind, in_positive_only_period, plan_agenda
-from agendas.policy import Focus, Policy, Rules, Team
-from agendas.recurrence import next_occurrence
+from feedback_agendas.agendas.classify import (
+    Classification,
+    MeetingKind,
+    SkipReason,
+    classify_meeting,
+)
+from feedback_agendas.agendas.model import Meeting
+from feedback_agendas.agendas.plan import SlotKind, in_positive_only_period, plan_agenda
+from feedback_agendas.agendas.policy import Focus, Policy, Rules, Team
+from feedback_agendas.agendas.recurrence import next_occurrence
 from tests.unit.test_classify import ANALYS, ANNA, BO, EVA, MONA, PLATFORM, RULES, SVEN, meeting
 
 ONE_ON_ONE = Classification(MeetingKind.ONE_ON_ONE, team="platform", counterpart=ANNA)

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agendas.classify import AudienceProblem, SkipReason
-from agendas.decide import ActionKind
-from agendas.reasons import (
+from feedback_agendas.agendas.classify import AudienceProblem, SkipReason
+from feedback_agendas.agendas.decide import ActionKind
+from feedback_agendas.agendas.reasons import (
     ACTION_TEXT,
     AUDIENCE_PROBLEM_TEXT,
     SKIP_REASON_TEXT,
     explain_reason,
 )
-from scheduler.cli import main
+from feedback_agendas.scheduler.service.cli import main
 
 MONA = "mona@example.com"
 

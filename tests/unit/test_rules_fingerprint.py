@@ -12,20 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from agendas.policy import Rules
-from agendas.render import AgendaRenderer
-from scheduler.commands import make_renderer
-from scheduler.config import load_config
-from scheduler.engine import rules_fingerprint
+from feedback_agendas.agendas.policy import Rules
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.service.commands import make_renderer
+from feedback_agendas.scheduler.sync.cycle import rules_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
 
 IN_A_NEW_PROCESS = """
 import sys
-from scheduler.commands import make_renderer
-from scheduler.config import load_config
-from scheduler.engine import rules_fingerprint
+from feedback_agendas.scheduler.service.commands import make_renderer
+from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.sync.cycle import rules_fingerprint
 cfg = load_config(sys.argv[1], environ={})
 print(rules_fingerprint(cfg.rules(), make_renderer(cfg)))
 """

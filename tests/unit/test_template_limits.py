@@ -13,11 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from agendas.errors import ConfigError, TemplateFailed, UserError
-from agendas.model import TextFormat
-from agendas.plan import SlotKind
-from agendas.render import AgendaRenderer
-from agendas.template_sandbox import MAX_LOOP_ITERATIONS, MAX_RENDER_SECONDS, MAX_STEPS
+from feedback_agendas.agendas.errors import ConfigError, TemplateFailed, UserError
+from feedback_agendas.agendas.model import TextFormat
+from feedback_agendas.agendas.plan import SlotKind
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.agendas.template_sandbox import (
+    MAX_LOOP_ITERATIONS,
+    MAX_RENDER_SECONDS,
+    MAX_STEPS,
+)
 from tests.unit.test_render import plan
 
 HOSTILE = {

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.calendars.webdav import DAV, is_loopback, parse_multistatus, resolve_href
+from feedback_agendas.integrations.calendars.webdav import (
+    DAV,
+    is_loopback,
+    parse_multistatus,
+    resolve_href,
+)
 
 BASE = "https://dav.example.com/mona/work/"
 

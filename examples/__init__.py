@@ -1,1 +1,0 @@
-"""The bundled sample calendar week used by the demo and config.example.yaml."""

@@ -1,0 +1,1 @@
+"""The config: its schema, the YAML source and what check-config checks."""

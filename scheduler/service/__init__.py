@@ -1,0 +1,1 @@
+"""The service: the daemon, its process loop, HTTP endpoints, metrics and CLI."""

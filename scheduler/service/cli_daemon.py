@@ -1,0 +1,71 @@
+"""CLI commands of the long-running service: ``run`` and ``log-win``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from feedback_agendas.agendas.errors import UserError
+
+CONFIG = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("config.yaml"),
+    show_default=True,
+    help="The YAML config file.",
+)
+
+
+def _config(config_path: Path):  # type: ignore[no-untyped-def]
+    from feedback_agendas.scheduler.config.schema import load_config
+
+    try:
+        return load_config(config_path)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.command()
+@CONFIG
+@click.option("--interval", type=float, default=None, help="Seconds between cycles of a calendar.")
+def run(config_path: Path, interval: float | None) -> None:
+    """Keep agendas current and send reminders until stopped (SIGTERM/SIGINT)."""
+    from feedback_agendas.scheduler.service.loop import run_forever
+
+    cfg = _config(config_path)
+    try:
+        code = run_forever(cfg, interval_seconds=interval, echo=click.echo)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+@click.command("log-win")
+@CONFIG
+@click.option("--team", required=True, help="The team the win belongs to.")
+@click.option("--kind", type=click.Choice(["praise", "corrective"]), required=True)
+def log_win(config_path: Path, team: str, kind: str) -> None:
+    """Record one feedback win given outside a meeting (no free text is stored)."""
+    from feedback_agendas.scheduler.service.daemon import Daemon
+
+    cfg = _config(config_path)
+    if team not in {t.name for t in cfg.org.teams}:
+        click.echo(f"error: no team named {team!r}", err=True)
+        sys.exit(2)
+    daemon = Daemon(cfg)
+    try:
+        daemon.log_win(team, kind)
+    finally:
+        daemon.store.close()
+    if kind == "praise":
+        click.echo(f"logged a praise win for {team}; the team will be celebrated today")
+    else:
+        click.echo(f"logged a corrective win for {team}; it counts in the manager's private digest")
+
+
+DAEMON_COMMANDS: list[click.Command] = [run, log_win]

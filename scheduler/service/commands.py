@@ -1,0 +1,199 @@
+"""What the CLI commands do, as functions that return data. Only ``cli`` prints."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import feedback_agendas
+from feedback_agendas.agendas.block import read_block
+from feedback_agendas.agendas.decide import ActionKind, Decision
+from feedback_agendas.agendas.errors import UserError
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig, load_config
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import (
+    CycleReport,
+    RevertReport,
+    revert_calendar,
+    rules_fingerprint,
+    run_calendar,
+)
+from feedback_agendas.scheduler.sync.org_directory import resolve_rules
+from feedback_agendas.scheduler.sync.providers import build_provider
+
+
+def _example_config() -> Path:
+    """The repo's config.example.yaml; an installed package carries a copy in ``examples``."""
+    package = Path(feedback_agendas.__file__).resolve().parent
+    in_repo = package.parent / "config.example.yaml"
+    return in_repo if in_repo.exists() else package / "examples" / "config.example.yaml"
+
+
+EXAMPLE_CONFIG = _example_config()
+
+
+def make_renderer(cfg: AppConfig) -> AgendaRenderer:
+    """The renderer for ``cfg``; admin templates run with a time limit on this clock."""
+    return AgendaRenderer(
+        cfg.policy.templates, opt_out_marker=cfg.opt_out.marker, clock=time.monotonic
+    )
+
+
+@contextmanager
+def open_store(cfg: AppConfig) -> Iterator[Store]:
+    store = Store.open(cfg.storage.url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def select_calendars(cfg: AppConfig, names: Sequence[str] = ()) -> list[CalendarConfig]:
+    """The configured calendars named in ``names`` (all of them when empty), in config order.
+
+    Names (which may be addresses) match regardless of case, as the config keeps
+    them unique regardless of case. Raises UserError naming every unknown one.
+    """
+    if not names:
+        return list(cfg.calendars)
+    wanted = {name.lower() for name in names}
+    known = {c.name.lower() for c in cfg.calendars}
+    unknown = sorted(n for n in names if n.lower() not in known)
+    if unknown:
+        raise UserError(
+            f"no calendar named {', '.join(map(repr, unknown))} in the config "
+            f"(known: {', '.join(c.name for c in cfg.calendars) or 'none'})"
+        )
+    return [c for c in cfg.calendars if c.name.lower() in wanted]
+
+
+def sync_all(
+    cfg: AppConfig, now: datetime, *, dry_run: bool = False, calendars: Sequence[str] = ()
+) -> list[CycleReport]:
+    """One cycle over every configured calendar (or only those named in ``calendars``).
+
+    A calendar that fails, in any way, fails alone: its report says how
+    (:mod:`feedback_agendas.scheduler.sync.failures`) and the others go on. Raises only when
+    nothing can start (the database, the rules, the templates).
+    """
+    selected = select_calendars(cfg, calendars)
+    rules = resolve_rules(cfg)
+    renderer = make_renderer(cfg)
+    fingerprint = rules_fingerprint(rules, renderer)
+    reports = []
+    with open_store(cfg) as store:
+        for calendar in selected:
+            reports.append(
+                run_calendar(
+                    calendar.name,
+                    partial(build_provider, calendar, store),
+                    store,
+                    rules,
+                    renderer,
+                    now,
+                    dry_run=dry_run,
+                    fingerprint=fingerprint,
+                )
+            )
+        if not dry_run:
+            # This run read changes that the daemon will not read again: the
+            # managers' private messages about privacy conflicts are queued
+            # here too, for the daemon's sender (imported here: it imports us).
+            from feedback_agendas.scheduler.reminders.outbox import Outbox
+            from feedback_agendas.scheduler.service.daemon import (
+                enqueue_privacy_alerts,
+                team_channels,
+            )
+
+            enqueue_privacy_alerts(Outbox(store.engine), team_channels(cfg), reports, now)
+    return reports
+
+
+def revert_all(
+    cfg: AppConfig, now: datetime, *, dry_run: bool = False, calendars: Sequence[str] = ()
+) -> dict[str, RevertReport]:
+    """Remove every unedited block we wrote (in ``calendars`` only, if named);
+    report the edited ones left alone."""
+    selected = select_calendars(cfg, calendars)
+    result = {}
+    with open_store(cfg) as store:
+        for calendar in selected:
+            provider = build_provider(calendar, store)
+            try:
+                result[calendar.name] = revert_calendar(provider, store, now, dry_run=dry_run)
+            finally:
+                provider.close()
+    return result
+
+
+def status(cfg: AppConfig) -> dict[str, Any]:
+    with open_store(cfg) as store:
+        return store.status()
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """The demo's outcome: the folder it ran in and the cycle's decisions."""
+
+    folder: Path
+    week_start: date
+    report: CycleReport
+    second_report: CycleReport
+    config: AppConfig  # the example config, pointed at ``folder``
+
+
+def demo_week_start(now: datetime, timezone: str) -> date:
+    """The next Monday (today if it is Monday), so the whole sample week lies ahead."""
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    return today + timedelta(days=(7 - today.weekday()) % 7)
+
+
+def run_demo(folder: Path, now: datetime, config_path: Path = EXAMPLE_CONFIG) -> DemoRun:
+    """Copy the sample week into ``folder``, run one cycle on it, then a second one.
+
+    The example config is used as it is, except that storage and the calendar
+    folder point into ``folder``; nothing outside it is touched.
+    """
+    from feedback_agendas.scheduler.service.sample_week import write_sample_week
+
+    cfg = load_config(config_path)
+    calendar = cfg.calendars[0]
+    timezone = getattr(calendar, "timezone", None) or "UTC"
+    week_start = demo_week_start(now, timezone)
+    cal_dir = folder / "calendars" / calendar.name
+    if cal_dir.exists():
+        shutil.rmtree(cal_dir)
+    cal_dir.mkdir(parents=True)
+    write_sample_week(cal_dir, week_start)
+    cfg = cfg.model_copy(
+        update={
+            "storage": cfg.storage.model_copy(update={"url": f"sqlite:///{folder / 'demo.db'}"}),
+            "calendars": [calendar.model_copy(update={"path": cal_dir})],
+        }
+    )
+    first = sync_all(cfg, now)[0]
+    second = sync_all(cfg, now)[0]
+    return DemoRun(
+        folder=folder, week_start=week_start, report=first, second_report=second, config=cfg
+    )
+
+
+def agenda_text(decision: Decision) -> str | None:
+    """The agenda block a decision put (or keeps) in its event, as plain text."""
+    if decision.action in (ActionKind.SKIPPED, ActionKind.REMOVED):
+        return None
+    description = decision.description or decision.meeting.description
+    return read_block(description)
+
+
+def load(config: Path) -> AppConfig:
+    return load_config(config)

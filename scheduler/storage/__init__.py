@@ -1,0 +1,1 @@
+"""Storage: one database layer for SQLite and PostgreSQL, and its migrations."""

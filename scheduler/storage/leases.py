@@ -1,0 +1,151 @@
+"""Leases: which replica works on which resource (a calendar, a batch of outbox rows).
+
+A lease is a row ``(resource, holder, expires_at)``. A holder claims free or
+expired resources, renews its leases with :func:`heartbeat` while it works,
+and gives them back with :func:`release`. A holder that dies simply stops
+renewing; once its leases expire, others claim them.
+
+On PostgreSQL the claim is ``SELECT ... FOR UPDATE SKIP LOCKED``: competing
+replicas skip the rows another one is claiming instead of queueing on them.
+On SQLite (one machine) the claim runs in a ``BEGIN IMMEDIATE`` transaction,
+which serialises claimers on the write lock.
+
+Time is an argument (``now``); the caller's clock decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    and_,
+    case,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from feedback_agendas.scheduler.storage.db import UTCDateTime, metadata, write_transaction
+from feedback_agendas.scheduler.storage.store import Store
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("resource", String(255), nullable=False),
+    Column("holder", String(255), nullable=True),  # None: free
+    Column("expires_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("resource"),
+)
+
+
+def claim(
+    store: Store,
+    resources: str | Sequence[str],
+    holder: str,
+    ttl: timedelta,
+    now: datetime,
+    limit: int,
+) -> list[str]:
+    """Claim up to ``limit`` resources for ``holder`` until ``now + ttl``; return them, sorted.
+
+    ``resources`` is either a list of resource names (rows are created for
+    the ones not seen before) or one string: a prefix, matching the resources
+    that already have rows. A resource is claimable when it is free, its
+    lease expired, or ``holder`` holds it already (the claim renews it; those
+    come first, so a holder keeps its work). Two holders never hold the same
+    resource at the same time.
+    """
+    if limit <= 0:
+        return []
+    t = leases.c
+    if isinstance(resources, str):
+        wanted: ColumnElement[bool] = t.resource.startswith(resources, autoescape=True)
+    else:
+        names = sorted(set(resources))
+        if not names:
+            return []
+        _register(store, names)
+        wanted = t.resource.in_(names)
+    claimable = or_(t.holder.is_(None), t.holder == holder, t.expires_at <= now)
+    candidates = (
+        select(t.resource)
+        .where(wanted, claimable)
+        .order_by(case((t.holder == holder, 0), else_=1), t.resource)
+        .limit(limit)
+        # Ignored on SQLite, where BEGIN IMMEDIATE already excludes other claimers.
+        .with_for_update(skip_locked=True)
+    )
+    with write_transaction(store.engine) as conn:
+        chosen = list(conn.execute(candidates).scalars())
+        if chosen:
+            conn.execute(
+                update(leases)
+                .where(t.resource.in_(chosen))
+                .values(holder=holder, expires_at=now + ttl)
+            )
+    return sorted(chosen)
+
+
+def heartbeat(
+    store: Store, resources: Sequence[str], holder: str, ttl: timedelta, now: datetime
+) -> list[str]:
+    """Extend ``holder``'s unexpired leases on ``resources`` to ``now + ttl``; return those renewed.
+
+    A resource missing from the result was lost (expired, or claimed by
+    someone else): stop working on it.
+    """
+    names = sorted(set(resources))
+    if not names:
+        return []
+    t = leases.c
+    mine = and_(t.resource.in_(names), t.holder == holder, t.expires_at > now)
+    with write_transaction(store.engine) as conn:
+        renewed = list(conn.execute(select(t.resource).where(mine).with_for_update()).scalars())
+        if renewed:
+            conn.execute(update(leases).where(t.resource.in_(renewed)).values(expires_at=now + ttl))
+    return sorted(renewed)
+
+
+def release(store: Store, resources: Sequence[str], holder: str) -> None:
+    """Give back ``holder``'s leases on ``resources``; leases held by others are untouched."""
+    names = sorted(set(resources))
+    if not names:
+        return
+    t = leases.c
+    with write_transaction(store.engine) as conn:
+        conn.execute(
+            update(leases)
+            .where(t.resource.in_(names), t.holder == holder)
+            .values(holder=None, expires_at=None)
+        )
+
+
+def holders(store: Store, resources: str | Sequence[str]) -> dict[str, str | None]:
+    """Who holds each resource (by name or prefix), expired or not; ``None``: free."""
+    t = leases.c
+    if isinstance(resources, str):
+        query = select(t.resource, t.holder).where(
+            t.resource.startswith(resources, autoescape=True)
+        )
+    else:
+        query = select(t.resource, t.holder).where(t.resource.in_(sorted(set(resources))))
+    with store.engine.connect() as conn:
+        return {resource: who for resource, who in conn.execute(query.order_by(t.resource))}
+
+
+def _register(store: Store, names: list[str]) -> None:
+    # A separate, short transaction: concurrent claimers must not hold each
+    # other up on freshly inserted (still uncommitted) rows.
+    with write_transaction(store.engine) as conn:
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(
+            dialect_insert(leases).on_conflict_do_nothing(index_elements=["resource"]),
+            [{"resource": name, "holder": None, "expires_at": None} for name in names],
+        )

@@ -1,0 +1,1 @@
+"""Sync: one cycle of one calendar, its failures, push channels and preview."""

@@ -1,0 +1,135 @@
+"""The org's teams: the config's, plus the managers the directory knows.
+
+With ``org.directory`` set, each calendar owner who does not already manage
+a configured team is looked up (``directManager``) and, if they have reports,
+becomes the manager of a team ``directory:<address>``. The config wins where
+both name a manager. The directory may lag by up to 36 hours, so the daemon
+asks at most once a day (:class:`RulesCache`).
+
+A directory that cannot be reached (or refuses us) is not fatal: we log a
+warning with the error's kind only (messages may quote URLs or credentials
+files) and go on with the config's teams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from feedback_agendas.agendas.errors import FeedbackAgendasError
+from feedback_agendas.agendas.policy import Rules
+from feedback_agendas.integrations.directory.google import (
+    GoogleDirectory,
+    ManagerReports,
+    merge_teams,
+)
+from feedback_agendas.scheduler.config.schema import AppConfig, DirectoryConfig
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY = timedelta(days=1)
+# After a failed refresh, keep the last good answer and try again sooner.
+RETRY_AFTER_FAILURE = timedelta(hours=1)
+
+
+class DirectoryReader(Protocol):
+    """Who reports to whom (the Google directory reader fits)."""
+
+    def reports_of(self, manager: str) -> ManagerReports: ...
+
+    def close(self) -> None: ...
+
+
+DirectoryFactory = Callable[[DirectoryConfig], DirectoryReader]
+
+
+def google_directory(config: DirectoryConfig) -> DirectoryReader:
+    """The Admin SDK Directory reader for ``org.directory``."""
+    return GoogleDirectory(
+        credentials=str(config.credentials),
+        subject=config.subject,
+        domain=config.domain,
+        api_endpoint=config.api_endpoint,
+    )
+
+
+def managers_to_ask(cfg: AppConfig) -> list[str]:
+    """Calendar owners who manage no configured team, lower case, sorted."""
+    configured = {team.manager.lower() for team in cfg.org.teams}
+    return sorted({c.owner.lower() for c in cfg.calendars} - configured)
+
+
+def resolve_rules(cfg: AppConfig, directory_factory: DirectoryFactory | None = None) -> Rules:
+    """The config's rules, with the directory's teams merged in when ``org.directory`` is set.
+
+    Never raises for a directory failure: it logs a warning and returns
+    ``cfg.rules()``.
+    """
+    return _resolve(cfg, directory_factory)[0]
+
+
+def _resolve(cfg: AppConfig, directory_factory: DirectoryFactory | None) -> tuple[Rules, bool]:
+    """(rules, whether the directory answered); no directory configured counts as answered."""
+    rules = cfg.rules()
+    settings = cfg.org.directory
+    if settings is None:
+        return rules, True
+    factory = directory_factory or google_directory
+    found: list[ManagerReports] = []
+    try:
+        directory = factory(settings)
+        try:
+            for manager in managers_to_ask(cfg):
+                found.append(directory.reports_of(manager))
+        finally:
+            directory.close()
+    except (FeedbackAgendasError, OSError) as exc:
+        log.warning(
+            "the org directory could not be read (%s); using the teams in the config",
+            type(exc).__name__,
+        )
+        return rules, False
+    teams = merge_teams(rules.org.teams, found)
+    return dataclasses.replace(rules, org=dataclasses.replace(rules.org, teams=teams)), True
+
+
+class RulesCache:
+    """The daemon's rules, with the directory asked at most once a day.
+
+    After a failure the last good rules stay in use (teams do not flicker
+    away during an outage) and the directory is asked again an hour later.
+    """
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        directory_factory: DirectoryFactory | None = None,
+        *,
+        refresh_every: timedelta = REFRESH_EVERY,
+    ) -> None:
+        self.cfg = cfg
+        self.directory_factory = directory_factory
+        self.refresh_every = refresh_every
+        self._rules: Rules | None = None
+        self._next_refresh: datetime | None = None
+
+    def rules(self, now: datetime) -> Rules:
+        """The current rules; asks the directory when a refresh is due."""
+        if self._rules is None or (self._next_refresh is not None and now >= self._next_refresh):
+            self.refresh(now)
+        assert self._rules is not None
+        return self._rules
+
+    def refresh(self, now: datetime) -> Rules:
+        """Ask the directory now (a config without ``org.directory`` is never asked again)."""
+        rules, answered = _resolve(self.cfg, self.directory_factory)
+        if answered or self._rules is None:
+            self._rules = rules
+        if self.cfg.org.directory is None:
+            self._next_refresh = None
+        else:
+            self._next_refresh = now + (self.refresh_every if answered else RETRY_AFTER_FAILURE)
+        return self._rules

@@ -1,0 +1,522 @@
+"""Google push channels: register, replace, stop, and check the notifications they bring.
+
+When ``server.public_url`` is set, every Google calendar that is not opted out
+gets an ``events.watch`` channel whose address is
+``<public_url>/webhooks/google``. A notification then starts an incremental
+sync of that calendar at once; polling stays on as the fallback, because
+Google does not promise delivery.
+
+The ``push_channels`` table is shared by every replica:
+
+- the channel's id, Google's resource id, its expiry and the replica that
+  registered it;
+- the SHA-256 of the channel's secret token, never the token itself: the
+  token is a credential. A notification is verified by hashing its
+  ``X-Goog-Channel-Token`` header and comparing the hashes in constant time,
+  so any replica can accept any channel's notifications.
+
+Notifications are checked against the same rows, so the checks hold across
+replicas:
+
+- a replayed notification (a message number among the last
+  :data:`RECENT_MESSAGES` accepted on that channel) is acknowledged and
+  dropped. Only exact repeats: a forged higher number must not make Google's
+  next genuine ones look old;
+- a channel starts at most one sync per :data:`PUSH_SYNC_WINDOW`. A
+  notification inside the window is not lost: one follow-up sync runs when
+  the window ends, unless a sync that began after the notification (on any
+  replica) already covers it.
+
+:meth:`PushChannels.maintain` (a periodic job) registers missing channels,
+replaces those about to expire (a channel cannot be renewed), and stops the
+channels of calendars that were opted out or removed from the config. Only the
+holder of the lease ``push:NAME`` changes a calendar's channels, so replicas
+never register two channels for one calendar at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Protocol
+
+from sqlalchemy import Column, Index, String, Table, delete, func, or_, select, update
+
+from feedback_agendas.agendas.errors import FeedbackAgendasError
+from feedback_agendas.integrations.calendars.google_push import PushChannel, push_channel_id
+from feedback_agendas.scheduler.config.schema import AppConfig
+from feedback_agendas.scheduler.storage import leases
+from feedback_agendas.scheduler.storage.db import UTCDateTime, metadata, write_transaction
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.sync.cycle import utc_now
+from feedback_agendas.scheduler.sync.providers import build_provider
+
+log = logging.getLogger(__name__)
+
+PUSH_LEASE = "push:"
+WEBHOOK_PATH = "/webhooks/google"
+# Google caps events channels at a few weeks; a week keeps replacements rare.
+CHANNEL_TTL = timedelta(days=7)
+# Replace this long before expiry: many maintenance runs (and a restart) fit in it.
+REPLACE_MARGIN = timedelta(hours=6)
+# A channel starts at most one sync per window; notifications inside it are
+# folded into one follow-up sync at its end.
+PUSH_SYNC_WINDOW = timedelta(seconds=10)
+_MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
+# Message numbers remembered per channel for the replay check.
+RECENT_MESSAGES = 48
+
+push_channels_table = Table(
+    "push_channels",
+    metadata,
+    Column("channel_id", String(64), primary_key=True),
+    Column("calendar", String(200), nullable=False),
+    Column("resource_id", String(255), nullable=False),
+    Column("verifier", String(64), nullable=False),  # sha256 hex of the channel token
+    Column("expires_at", UTCDateTime(), nullable=True),
+    Column("registered_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # The last RECENT_MESSAGES X-Goog-Message-Numbers accepted, space-separated:
+    # a number among them is a replay.
+    Column("recent_numbers", String(1000), nullable=True),
+    # When a notification last started a sync of this channel's calendar.
+    Column("synced_at", UTCDateTime(), nullable=True),
+    Index("ix_push_channels_calendar", "calendar"),
+)
+
+
+# (calendar, channel id, when the notification came, when to call follow_up)
+SyncLater = Callable[[str, str, datetime, datetime], None]
+
+
+class WatchingProvider(Protocol):
+    """What a provider needs to offer for push channels (the Google provider does)."""
+
+    def watch(self, channel_id: str, address: str, token: str, ttl: int) -> PushChannel: ...
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def token_verifier(token: str) -> str:
+    """The SHA-256 (hex) of a channel token: what we keep instead of the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# Compared against when a notification names no known channel, so that an
+# unknown channel id costs the same time as a known one with a wrong token.
+_NO_CHANNEL = token_verifier(secrets.token_urlsafe(32))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChannel:
+    """One row of ``push_channels`` (no token: only its hash)."""
+
+    channel_id: str
+    calendar: str
+    resource_id: str
+    verifier: str
+    expires_at: datetime | None
+    registered_by: str
+
+    def needs_replacing(self, now: datetime, margin: timedelta) -> bool:
+        return PushChannel(self.channel_id, self.resource_id, self.expires_at).needs_replacing(
+            now, margin.total_seconds()
+        )
+
+
+@dataclass
+class PushReport:
+    """What one :meth:`PushChannels.maintain` run did, by calendar name."""
+
+    registered: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def webhook_address(public_url: object) -> str:
+    """``<public_url>/webhooks/google`` (``public_url`` may carry a path prefix)."""
+    return str(public_url).rstrip("/") + WEBHOOK_PATH
+
+
+class PushChannels:
+    """The push channels of one replica's configured Google calendars."""
+
+    def __init__(
+        self,
+        cfg: AppConfig,
+        store: Store,
+        *,
+        replica_id: str,
+        provider_factory: Callable[[Any], Any] = build_provider,
+        lease_ttl: timedelta = timedelta(seconds=60),
+        channel_ttl: timedelta = CHANNEL_TTL,
+        margin: timedelta = REPLACE_MARGIN,
+        new_token: Callable[[], str] = lambda: secrets.token_urlsafe(32),
+        sync_window: timedelta | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.replica_id = replica_id
+        self.provider_factory = provider_factory
+        self.lease_ttl = lease_ttl
+        self.channel_ttl = channel_ttl
+        self.margin = margin
+        self.new_token = new_token
+        self.sync_window = sync_window if sync_window is not None else PUSH_SYNC_WINDOW
+        self.clock = clock
+        self.replays = 0  # notifications dropped as replays by this process
+        self._replay_logged_at = -60.0
+        self._sync_now: Callable[[str], None] = lambda _calendar: None
+        self._sync_later: SyncLater = lambda _calendar, _channel, _noticed, _at: None
+        self.calendars = {c.name: c for c in cfg.calendars}
+        public_url = cfg.server.public_url
+        self.address = webhook_address(public_url) if public_url is not None else None
+
+    @property
+    def enabled(self) -> bool:
+        """Channels are registered only when the service has a public URL."""
+        return self.address is not None
+
+    def wanted(self) -> set[str]:
+        """The calendars that should have a channel: Google ones, not opted out."""
+        if not self.enabled:
+            return set()
+        opted_out_calendars = set(self.cfg.opt_out.calendars)
+        opted_out_users = {u.lower() for u in self.cfg.opt_out.users}
+        return {
+            c.name
+            for c in self.cfg.calendars
+            if c.provider == "google"
+            and c.name not in opted_out_calendars
+            and c.owner.lower() not in opted_out_users
+        }
+
+    # -- the table -------------------------------------------------------------
+
+    def live_until(self, calendar: str) -> datetime | None:
+        """When the calendar's newest channel expires; None when it has none."""
+        t = push_channels_table
+        query = select(func.max(t.c.expires_at)).where(t.c.calendar == calendar)
+        with self.store.engine.connect() as conn:
+            expires: datetime | None = conn.execute(query).scalar_one_or_none()
+        return expires
+
+    def channels(self, calendar: str | None = None) -> list[StoredChannel]:
+        """The stored channels (of one calendar), newest expiry last."""
+        t = push_channels_table
+        query = select(t).order_by(t.c.calendar, t.c.expires_at, t.c.created_at)
+        if calendar is not None:
+            query = query.where(t.c.calendar == calendar)
+        with self.store.engine.connect() as conn:
+            return [
+                StoredChannel(
+                    channel_id=row.channel_id,
+                    calendar=row.calendar,
+                    resource_id=row.resource_id,
+                    verifier=row.verifier,
+                    expires_at=row.expires_at,
+                    registered_by=row.registered_by,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def _forget(self, channel_ids: list[str]) -> None:
+        if not channel_ids:
+            return
+        t = push_channels_table
+        with write_transaction(self.store.engine) as conn:
+            conn.execute(delete(t).where(t.c.channel_id.in_(channel_ids)))
+
+    # -- maintenance -------------------------------------------------------------
+
+    def maintain(self, now: datetime) -> PushReport:
+        """Register missing channels, replace expiring ones, stop unwanted ones.
+
+        One query when nothing is to be done. A calendar whose Google call
+        fails is reported in ``failed`` and tried again on the next run;
+        polling covers it meanwhile.
+        """
+        report = PushReport()
+        wanted = self.wanted()
+        by_calendar: dict[str, list[StoredChannel]] = {}
+        for channel in self.channels():
+            by_calendar.setdefault(channel.calendar, []).append(channel)
+        for name in sorted(wanted):
+            current = by_calendar.get(name, [])
+            fresh = [c for c in current if not c.needs_replacing(now, self.margin)]
+            if len(fresh) == 1 and len(current) == 1:
+                continue
+            self._under_lease(name, now, partial(self._renew, name, now, report))
+        for name in sorted(set(by_calendar) - wanted):
+            self._under_lease(name, now, partial(self._stop, name, report, only_mine=False))
+        return report
+
+    def stop_own(self, now: datetime) -> PushReport:
+        """On shutdown: stop the channels this replica registered.
+
+        Another replica's next :meth:`maintain` registers new ones.
+        """
+        report = PushReport()
+        names = {c.calendar for c in self.channels() if c.registered_by == self.replica_id}
+        for name in sorted(names):
+            self._under_lease(name, now, partial(self._stop, name, report, only_mine=True))
+        return report
+
+    def _under_lease(self, calendar: str, now: datetime, work: Callable[[], None]) -> None:
+        resource = PUSH_LEASE + calendar
+        if not leases.claim(self.store, [resource], self.replica_id, self.lease_ttl, now, 1):
+            return  # another replica is on it
+        try:
+            work()
+        finally:
+            leases.release(self.store, [resource], self.replica_id)
+
+    def _renew(self, name: str, now: datetime, report: PushReport) -> None:
+        # Read again under the lease: another replica may have just done it.
+        current = self.channels(name)
+        fresh = [c for c in current if not c.needs_replacing(now, self.margin)]
+        keep = fresh[-1] if fresh else None
+        provider = self.provider_factory(self.calendars[name])
+        try:
+            if keep is None:
+                try:
+                    keep = self._register(provider, name, now)
+                except FeedbackAgendasError as exc:
+                    log.warning("push channel for calendar %s: %s", name, type(exc).__name__)
+                    report.failed.append(name)
+                    return
+                (report.replaced if current else report.registered).append(name)
+            # The new channel runs before the old ones stop, so no change is missed.
+            old = [c for c in current if c.channel_id != keep.channel_id]
+            self._stop_channels(provider, old)
+        finally:
+            provider.close()
+
+    def _register(self, provider: WatchingProvider, name: str, now: datetime) -> StoredChannel:
+        assert self.address is not None
+        token = self.new_token()
+        channel = provider.watch(
+            f"fa-{uuid.uuid4().hex}", self.address, token, int(self.channel_ttl.total_seconds())
+        )
+        stored = StoredChannel(
+            channel_id=channel.channel_id,
+            calendar=name,
+            resource_id=channel.resource_id,
+            verifier=token_verifier(token),
+            expires_at=channel.expiration,
+            registered_by=self.replica_id,
+        )
+        with write_transaction(self.store.engine) as conn:
+            conn.execute(
+                push_channels_table.insert(),
+                {
+                    "channel_id": stored.channel_id,
+                    "calendar": stored.calendar,
+                    "resource_id": stored.resource_id,
+                    "verifier": stored.verifier,
+                    "expires_at": stored.expires_at,
+                    "registered_by": stored.registered_by,
+                    "created_at": now,
+                },
+            )
+        log.info("push channel registered for calendar %s", name)
+        return stored
+
+    def _stop(self, name: str, report: PushReport, *, only_mine: bool) -> None:
+        current = [
+            c for c in self.channels(name) if not only_mine or c.registered_by == self.replica_id
+        ]
+        if not current:
+            return
+        calendar = self.calendars.get(name)
+        if calendar is None or calendar.provider != "google":
+            # Removed from the config: we have no credentials to stop it with.
+            # Forgetting it makes its notifications fail verification until it expires.
+            self._forget([c.channel_id for c in current])
+            report.stopped.append(name)
+            return
+        provider = self.provider_factory(calendar)
+        try:
+            if self._stop_channels(provider, current):
+                report.stopped.append(name)
+            else:
+                report.failed.append(name)
+        finally:
+            provider.close()
+
+    def _stop_channels(self, provider: WatchingProvider, channels: list[StoredChannel]) -> bool:
+        """Stop each channel at Google, then forget it; False if any stop failed."""
+        stopped: list[str] = []
+        for channel in channels:
+            try:
+                provider.stop_channel(channel.channel_id, channel.resource_id)
+            except FeedbackAgendasError as exc:
+                log.warning(
+                    "stopping a push channel of calendar %s: %s",
+                    channel.calendar,
+                    type(exc).__name__,
+                )
+                continue
+            stopped.append(channel.channel_id)
+        self._forget(stopped)
+        return len(stopped) == len(channels)
+
+    # -- notifications -------------------------------------------------------------
+
+    def calendar_for(self, headers: Mapping[str, str]) -> str | None:
+        """The calendar a notification is about, if its channel and token check out."""
+        channel_id = push_channel_id(headers)
+        token = _header(headers, "X-Goog-Channel-Token")
+        t = push_channels_table
+        row = None
+        if channel_id:
+            with self.store.engine.connect() as conn:
+                row = conn.execute(
+                    select(t.c.calendar, t.c.verifier).where(t.c.channel_id == channel_id)
+                ).first()
+        expected = row.verifier if row is not None else _NO_CHANNEL
+        presented = token_verifier(token) if token else ""
+        if not hmac.compare_digest(presented.encode(), expected.encode()) or row is None:
+            return None
+        return str(row.calendar)
+
+    def accept_message(self, channel_id: str, number: int) -> bool:
+        """Record message ``number`` of a verified channel; False if it is a replay."""
+        t = push_channels_table
+        key = str(number)
+        with write_transaction(self.store.engine) as conn:
+            recent = conn.execute(
+                select(t.c.recent_numbers).where(t.c.channel_id == channel_id).with_for_update()
+            ).scalar_one_or_none()
+            seen = (recent or "").split()
+            if key in seen:
+                return False
+            seen = [*seen, key][-RECENT_MESSAGES:]
+            conn.execute(
+                update(t).where(t.c.channel_id == channel_id).values(recent_numbers=" ".join(seen))
+            )
+        return True
+
+    def claim_sync(self, channel_id: str, noticed_at: datetime, now: datetime) -> bool | datetime:
+        """May a notification seen at ``noticed_at`` start a sync at ``now``?
+
+        True: yes, and the window is ours. False: no need, a sync that began
+        at or after ``noticed_at`` covers it. A time: the window is taken;
+        try again then.
+        """
+        t = push_channels_table
+        with write_transaction(self.store.engine) as conn:
+            taken = conn.execute(
+                update(t)
+                .where(t.c.channel_id == channel_id)
+                .where(or_(t.c.synced_at.is_(None), t.c.synced_at <= now - self.sync_window))
+                .values(synced_at=now)
+            ).rowcount
+            if taken:
+                return True
+            synced_at: datetime | None = conn.execute(
+                select(t.c.synced_at).where(t.c.channel_id == channel_id)
+            ).scalar_one_or_none()
+        if synced_at is None:
+            return False  # the channel is gone
+        if synced_at >= noticed_at:
+            return False
+        return synced_at + self.sync_window
+
+    def follow_up(self, calendar: str, channel_id: str, noticed_at: datetime) -> None:
+        """The end of a window that held a notification: sync now unless already covered."""
+        decision = self.claim_sync(channel_id, noticed_at, self.clock())
+        if decision is True:
+            self._sync_now(calendar)
+        elif isinstance(decision, datetime):
+            self._sync_later(calendar, channel_id, noticed_at, decision)
+
+    def _log_replay(self, calendar: str) -> None:
+        # A flood of replays must not flood the log: one line a minute at most.
+        self.replays += 1
+        now = time.monotonic()
+        if now - self._replay_logged_at >= 60:
+            self._replay_logged_at = now
+            log.warning(
+                "push: dropped a replayed notification for calendar %s (%d replays so far)",
+                calendar,
+                self.replays,
+            )
+
+    def webhook(
+        self, sync_now: Callable[[str], None], sync_later: SyncLater
+    ) -> Callable[[Mapping[str, str], bytes], int]:
+        """The ``/webhooks/google`` callback: verify, drop replays, sync that calendar.
+
+        403 for an unknown channel or a wrong token; 400 without a valid
+        ``X-Goog-Message-Number`` (Google always sends one). A replay gets 200
+        and nothing else. ``sync`` (the channel's first message) is
+        acknowledged and ignored; ``exists`` starts an incremental sync through
+        ``sync_now(calendar)``, at most once per channel and window; inside the
+        window, ``sync_later(calendar, channel_id, noticed_at, at)`` asks for
+        :meth:`follow_up` at ``at``.
+        """
+        self._sync_now = sync_now
+        self._sync_later = sync_later
+
+        def on_push(headers: Mapping[str, str], _body: bytes) -> int:
+            calendar = self.calendar_for(headers)
+            if calendar is None:
+                return 403
+            channel_id = push_channel_id(headers) or ""
+            number = (_header(headers, "X-Goog-Message-Number") or "").strip()
+            if not _MESSAGE_NUMBER.fullmatch(number):
+                return 400
+            if not self.accept_message(channel_id, int(number)):
+                self._log_replay(calendar)
+                return 200
+            state = (_header(headers, "X-Goog-Resource-State") or "").strip()
+            if state not in ("exists", "not_exists") or calendar not in self.wanted():
+                return 200
+            noticed_at = self.clock()
+            decision = self.claim_sync(channel_id, noticed_at, noticed_at)
+            if decision is True:
+                sync_now(calendar)
+            elif isinstance(decision, datetime):
+                sync_later(calendar, channel_id, noticed_at, decision)
+            return 200
+
+        return on_push
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    wanted = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), None)
+
+
+# -- the ticker's job: a module-level function that takes an id ------------------
+
+_MANAGERS: dict[str, PushChannels] = {}
+
+
+def register(manager: PushChannels) -> str:
+    """Make ``manager`` reachable from :func:`maintain_job`; return its id."""
+    _MANAGERS[manager.replica_id] = manager
+    return manager.replica_id
+
+
+def maintain_job(manager_id: str) -> None:
+    _MANAGERS[manager_id].maintain(utc_now())
+
+
+def follow_up_job(manager_id: str, calendar: str, channel_id: str, noticed_at: str) -> None:
+    """A window that held a notification has ended (``noticed_at`` in ISO 8601)."""
+    _MANAGERS[manager_id].follow_up(calendar, channel_id, datetime.fromisoformat(noticed_at))
