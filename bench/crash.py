@@ -425,7 +425,7 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    from tests.integration.test_outbox_receivers import WebhookReceiver
+    from tests.support.receivers import WebhookReceiver
 
     with (
         tempfile.TemporaryDirectory() as tmp,

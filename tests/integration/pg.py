@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -78,3 +78,14 @@ def postgres_schema() -> Iterator[str]:
         yield url
     finally:
         cleanup()
+
+
+@contextmanager
+def postgres_engine() -> Iterator[Engine]:
+    """An engine on a fresh schema (``postgres_schema()``), disposed before the drop."""
+    with postgres_schema() as url:
+        engine = create_engine(url, pool_size=10, max_overflow=20)
+        try:
+            yield engine
+        finally:
+            engine.dispose()

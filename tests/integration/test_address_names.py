@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.request
@@ -20,15 +19,10 @@ from feedback_agendas.scheduler.service.cli import main
 from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.loop import run_forever
 from feedback_agendas.scheduler.service.sample_week import write_sample_week
+from tests.support.receivers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MONA = "mona@example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def address_config(tmp: Path, port: int = 0) -> Path:

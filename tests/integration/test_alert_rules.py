@@ -25,9 +25,10 @@ from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.daemon import Daemon, housekeeping_job, register, send_job
 from feedback_agendas.scheduler.service.http_server import EndpointServer
 from feedback_agendas.scheduler.service.sample_week import write_sample_week
-from tests.integration.test_outbox_receivers import WebhookReceiver
 from tests.promql import Evaluator, parse_scrape
+from tests.support.clock import Clock
 from tests.support.http import get
+from tests.support.receivers import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "mona@example.com"
@@ -41,14 +42,6 @@ def alert_rules() -> dict[str, str]:
     assert block is not None, "docs/operations.md has no rule group"
     groups = yaml.safe_load(block.group(1))["groups"]
     return {rule["alert"]: rule["expr"] for group in groups for rule in group["rules"]}
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def write_config(tmp: Path, calendars: list[str], notify: str, **server: Any) -> Path:

@@ -2,7 +2,8 @@
 
 The CI-sized run kills it 50 times (``FA_CRASH_KILLS`` to change); the bench
 run is ``.venv/bin/python -m bench.crash --kills 500``. Run with ``-s`` for
-the figures.
+the figures. The kill test is marked ``slow``: ``make test`` runs it,
+``make test-fast`` does not.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from bench.crash import run_crash
@@ -22,11 +24,12 @@ from feedback_agendas.scheduler.config.schema import load_config
 from feedback_agendas.scheduler.reminders.outbox import NewReminder
 from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon
 from feedback_agendas.scheduler.storage import leases
-from tests.integration.test_outbox_receivers import WebhookReceiver
+from tests.support.receivers import WebhookReceiver
 
 KILLS = int(os.environ.get("FA_CRASH_KILLS", "50"))
 
 
+@pytest.mark.slow  # `make test-fast` leaves it out
 def test_kill_9_loses_no_edit_duplicates_no_block_and_resends_only_inside_the_window(
     tmp_path: Path,
 ) -> None:

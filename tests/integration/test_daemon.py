@@ -16,24 +16,18 @@ from typing import Any
 import pytest
 import yaml
 
-from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.agendas.model import EventRef, Meeting
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
 from feedback_agendas.scheduler.config.schema import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
-from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
+from tests.support.clock import Clock
+from tests.support.meetings import mona_meeting
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 # Monday 2026-03-23; Sweden moves to summer time on Sunday 2026-03-29.
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm
 CANARY = "CANARY-7f3a9c-hemligt"
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -66,23 +60,6 @@ def write_config(tmp: Path, smtp: SmtpReceiver, hook: WebhookReceiver, **reminde
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
-
-
-def meeting(
-    event_id: str, title: str, start: datetime, attendees: list[str], desc: str = ""
-) -> Meeting:
-    return Meeting(
-        ref=EventRef("mona", event_id),
-        title=title,
-        description=desc,
-        start=start,
-        end=start + timedelta(minutes=30),
-        owner="mona@example.com",
-        etag="",
-        organizer="mona@example.com",
-        attendees=tuple(Attendee(a) for a in attendees),
-        timezone="Europe/Stockholm",
-    )
 
 
 @pytest.fixture
@@ -130,7 +107,7 @@ def fill_praise(calendar: MemoryProvider, ref: EventRef, entries: list[str]) -> 
 
 def test_before_meeting_reminders_go_to_the_right_channels_in_swedish(world: Any) -> None:
     standup = world.calendar.put(
-        meeting(
+        mona_meeting(
             "standup",
             "Veckomöte analys",
             MONDAY + timedelta(hours=2),
@@ -138,12 +115,12 @@ def test_before_meeting_reminders_go_to_the_right_channels_in_swedish(world: Any
         )
     )
     one = world.calendar.put(
-        meeting(
+        mona_meeting(
             "one",
             "Mona / Sara",
             MONDAY + timedelta(hours=3),
             ["mona@example.com", "sara@example.com"],
-            desc=CANARY,
+            description=CANARY,
         )
     )
     report = world.daemon.sync_calendar("mona")
@@ -168,8 +145,12 @@ def test_before_meeting_reminders_go_to_the_right_channels_in_swedish(world: Any
 
 def test_one_celebration_per_team_per_day_with_a_vague_praise_hint(world: Any) -> None:
     people = ["mona@example.com", "sara@example.com", "erik@example.com"]
-    first = world.calendar.put(meeting("standup1", "Standup", MONDAY + timedelta(hours=1), people))
-    second = world.calendar.put(meeting("standup2", "Retro", MONDAY + timedelta(hours=4), people))
+    first = world.calendar.put(
+        mona_meeting("standup1", "Standup", MONDAY + timedelta(hours=1), people)
+    )
+    second = world.calendar.put(
+        mona_meeting("standup2", "Retro", MONDAY + timedelta(hours=4), people)
+    )
     world.daemon.sync_calendar("mona")
     fill_praise(world.calendar, first.ref, ["bra jobbat", f"Sara sammanfattade beslutet {CANARY}"])
     fill_praise(world.calendar, second.ref, ["Erik visade kunden demot innan mötet"])
@@ -217,7 +198,7 @@ def test_restart_after_downtime_across_dst_sends_late_or_expires_never_a_burst(
         start = start.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Stockholm")).replace(
             hour=9
         )
-        world.calendar.put(meeting(f"su{day}", "Standup", start.astimezone(UTC), people))
+        world.calendar.put(mona_meeting(f"su{day}", "Standup", start.astimezone(UTC), people))
     world.clock.now = datetime(2026, 3, 26, 6, 0, tzinfo=UTC)
     world.daemon.sync_calendar("mona")
     world.daemon.shutdown()
@@ -322,7 +303,7 @@ def test_a_long_send_run_claims_each_batch_with_a_lease_from_the_time_it_claims(
         team = ["mona@example.com", "sara@example.com", "erik@example.com"]
         for i in range(12):
             calendar.put(
-                meeting(f"m{i}", f"Veckomöte {i}", MONDAY + timedelta(minutes=30 + i), team)
+                mona_meeting(f"m{i}", f"Veckomöte {i}", MONDAY + timedelta(minutes=30 + i), team)
             )
         daemon.sync_calendar("mona")
         report = daemon.send_due(limit=3)

@@ -26,18 +26,11 @@ from feedback_agendas.scheduler.service.daemon import Daemon, push_sync_job, reg
 from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.sync.providers import build_provider
 from tests.fakes.google_api import FakeGoogleCalendarAPI
+from tests.support.clock import Clock
 
 T0 = datetime(2026, 12, 1, 7, 0, tzinfo=UTC)
 MONA = "mona@example.com"
 LEASE = "calendar:mona"
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def write_config(tmp: Path, calendar: dict[str, Any]) -> AppConfig:

@@ -474,7 +474,7 @@ def test_long_ids_and_a_long_host_name_still_get_reminders_sent_on_postgresql(
     from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
     from feedback_agendas.integrations.calendars.memory import MemoryProvider
     from tests.integration.pg import postgres_schema
-    from tests.integration.test_outbox_receivers import WebhookReceiver
+    from tests.support.receivers import WebhookReceiver
 
     monday = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)
     with postgres_schema() as url, WebhookReceiver() as hook:

@@ -18,6 +18,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,25 +26,19 @@ from typing import Any
 import pytest
 import yaml
 
-from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.agendas.model import EventRef, Meeting
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.scheduler.config.schema import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
-from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
+from tests.support.clock import Clock
+from tests.support.meetings import mona_meeting
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm
 FRIDAY_DIGEST = datetime(2026, 3, 27, 14, 0, tzinfo=UTC)  # Friday 15:00 in Stockholm
 CANARY = "CANARY-1on1-5d2e8b-hemligt"
 PEOPLE = ["mona@example.com", "sara@example.com"]
 TEAM = ["mona@example.com", "sara@example.com", "erik@example.com"]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def write_config(
@@ -71,19 +66,7 @@ def write_config(
     return path
 
 
-def meeting(event_id: str, title: str, start: datetime, attendees: list[str]) -> Meeting:
-    return Meeting(
-        ref=EventRef("mona", event_id),
-        title=title,
-        description="Mona och Sara",
-        start=start,
-        end=start + timedelta(minutes=30),
-        owner="mona@example.com",
-        etag="",
-        organizer="mona@example.com",
-        attendees=tuple(Attendee(a) for a in attendees),
-        timezone="Europe/Stockholm",
-    )
+meeting = partial(mona_meeting, description="Mona och Sara")
 
 
 @pytest.fixture

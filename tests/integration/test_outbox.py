@@ -25,7 +25,8 @@ from feedback_agendas.scheduler.reminders.outbox import (
     metadata,
     outbox_table,
 )
-from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver, postgres_engine
+from tests.integration.pg import postgres_engine
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 

@@ -41,7 +41,8 @@ from feedback_agendas.scheduler.service.cli import main as cli_main
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import EndpointServer
 from tests.integration.pg import postgres_schema
-from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
+from tests.support.clock import Clock
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm
 FRIDAY_DIGEST = datetime(2026, 3, 27, 14, 0, tzinfo=UTC)  # 15:00 in Stockholm
@@ -56,14 +57,6 @@ CANARIES = {
     "praise": "KANARIE-berom-5d21",
     "team_name": "KANARIE-team-0aa9",
 }
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Captured(logging.Handler):

@@ -52,7 +52,8 @@ from tests.contract.test_caldav_contract import CaldavCalendar, fast_client
 from tests.contract.test_google_contract import GoogleCalendar, when
 from tests.fakes.google_api import instance_suffix
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
-from tests.integration.test_outbox_receivers import SmtpReceiver, WebhookReceiver
+from tests.support.clock import Clock
+from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 TUESDAY = datetime(2026, 12, 1, 10, 0, tzinfo=ZONE)
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # the day before: inside the horizon
@@ -60,14 +61,6 @@ ALICE = "alice@example.com"
 ERIK = "erik@example.com"  # in the team: with him the 1:1 becomes a team meeting
 GUEST = "guest@customer.org"
 CANARY = "KANARIE-rattelse-71c4"  # what the manager wrote: it must never travel
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def one_on_one(*, weekly: bool = False) -> EventSpec:

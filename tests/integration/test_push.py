@@ -8,7 +8,6 @@ notifications there), SQLite through the migrations, the APScheduler ticker.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import urllib.error
@@ -36,15 +35,10 @@ from feedback_agendas.scheduler.sync.push import (
     token_verifier,
 )
 from tests.fakes.google_api import FakeGoogleCalendarAPI
+from tests.support.receivers import free_port
 
 MONA = "mona@example.com"
 ERIK = "erik@example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(

@@ -49,9 +49,9 @@ from feedback_agendas.scheduler.reminders.outbox import SENT, NewReminder, Outbo
 from feedback_agendas.scheduler.reminders.planning import BEFORE_TEAM
 from feedback_agendas.scheduler.storage.store import Store, calendar_cursors
 from tests.integration.pg import postgres_schema
-from tests.integration.test_outbox_receivers import WebhookReceiver
+from tests.support.receivers import WebhookReceiver
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # `make test-fast` leaves it out
 
 REPO = Path(__file__).resolve().parents[2]
 CALENDARS = 500
