@@ -1,6 +1,6 @@
 """The organisation and the admin's policy, as the core sees them.
 
-``scheduler.config.schema`` validates the YAML file and builds these frozen objects;
+``scheduler.config`` validates the YAML file and builds these frozen objects;
 the core never reads a file.
 """
 

@@ -101,7 +101,7 @@ def daemon_round(config: Path) -> None:
     """In the child: build the daemon, sync every calendar once, give everything back."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from feedback_agendas.scheduler.config.schema import load_config
+    from feedback_agendas.scheduler.config.source import load_config
     from feedback_agendas.scheduler.service.daemon import Daemon
 
     daemon = Daemon(load_config(config))

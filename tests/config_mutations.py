@@ -24,12 +24,11 @@ import traceback
 from pathlib import Path
 
 from feedback_agendas.agendas.errors import ConfigError
-from feedback_agendas.scheduler.config.checks import check_located
-from feedback_agendas.scheduler.config.schema import (
+from feedback_agendas.scheduler.config.checks import check_config, check_located
+from feedback_agendas.scheduler.config.source import (
     UNFORESEEN,
     LocatedConfig,
     _load_config,
-    check_config,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

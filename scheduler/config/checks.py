@@ -1,6 +1,6 @@
 """What ``check-config`` checks beyond the file itself: this machine, without the network.
 
-:func:`~feedback_agendas.scheduler.config.schema.load_config` validates the file. A valid file can
+:func:`~feedback_agendas.scheduler.config.source.load_config` validates the file. A valid file can
 still name a folder that is not there or a key file anyone may read; ``sync``
 and the daemon then fail that calendar on every cycle. Before they run,
 :func:`check_located` looks at what they will meet, using the same functions
@@ -28,21 +28,39 @@ Each problem is ``FILE:LINE: key.path: message``, the line being the key's.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from feedback_agendas.agendas.errors import ConfigError, UserError
+from feedback_agendas.scheduler.config.fields import Loc, path_kind
 from feedback_agendas.scheduler.config.schema import (
     _SQLITE,
     AppConfig,
     DirectoryConfig,
     GoogleCalendar,
-    Loc,
-    LocatedConfig,
     VdirCalendar,
-    path_kind,
 )
+from feedback_agendas.scheduler.config.source import UNFORESEEN, LocatedConfig, load_config_located
 
 Problem = tuple[Loc, str]
+
+
+def check_config(path: Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem in the config file at ``path``, and in what it names on this machine.
+
+    An empty list means valid. Beyond what loading the file finds
+    (:func:`~feedback_agendas.scheduler.config.source.load_config`), this checks
+    folders, files, permissions, teams and templates without the network
+    (:func:`check_located`).
+    """
+    try:
+        located = load_config_located(path, environ)
+    except ConfigError as exc:
+        return exc.problems
+    try:
+        return check_located(located)
+    except Exception as exc:  # as in load_config: a bug here is a message, not a traceback
+        return [f"{path}: {UNFORESEEN} ({type(exc).__name__})"]
 
 
 def check_located(located: LocatedConfig) -> list[str]:

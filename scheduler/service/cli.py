@@ -68,7 +68,7 @@ def main(verbose: bool) -> None:
 def check_config(config_path: Path) -> None:
     """Check the config and what it names here (folders, credentials, database, teams,
     templates), without the network; exit 0 if ok, 2 with every problem otherwise."""
-    from feedback_agendas.scheduler.config.schema import check_config as check
+    from feedback_agendas.scheduler.config.checks import check_config as check
 
     problems = check(config_path)
     if problems:

@@ -20,7 +20,7 @@ CONFIG = click.option(
 
 
 def _config(config_path: Path):  # type: ignore[no-untyped-def]
-    from feedback_agendas.scheduler.config.schema import load_config
+    from feedback_agendas.scheduler.config.source import load_config
 
     try:
         return load_config(config_path)

@@ -18,7 +18,8 @@ from feedback_agendas.agendas.block import read_block
 from feedback_agendas.agendas.decide import ActionKind, Decision
 from feedback_agendas.agendas.errors import UserError
 from feedback_agendas.agendas.render import AgendaRenderer
-from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig, load_config
+from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.sync.cycle import (
     CycleReport,

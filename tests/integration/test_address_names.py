@@ -14,7 +14,7 @@ import yaml
 from click.testing import CliRunner
 
 from feedback_agendas.agendas.errors import ConfigError
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main
 from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.loop import run_forever

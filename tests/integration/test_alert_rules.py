@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.daemon import Daemon, housekeeping_job, register, send_job
 from feedback_agendas.scheduler.service.http_server import EndpointServer

@@ -20,7 +20,7 @@ import yaml
 
 from bench.crash import run_crash
 from feedback_agendas.integrations.notify.base import channel_id
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.reminders.outbox import NewReminder
 from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon
 from feedback_agendas.scheduler.storage import leases

@@ -21,7 +21,8 @@ from feedback_agendas.agendas.model import ChangeSet
 from feedback_agendas.integrations.calendars.base import CalendarProvider
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.integrations.ratelimit import QUOTA_COOLDOWN_SECONDS
-from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.config.schema import AppConfig
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon, push_sync_job, register, sync_job
 from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.sync.providers import build_provider

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main
 from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon, webhook_router
 from feedback_agendas.scheduler.service.http_server import EndpointServer
 from tests.support.http import get, write_vdir_config

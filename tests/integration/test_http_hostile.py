@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import EndpointServer
 from tests.support.http import write_vdir_config

@@ -28,7 +28,7 @@ import yaml
 
 from feedback_agendas.agendas.model import EventRef, Meeting
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from tests.support.clock import Clock
 from tests.support.meetings import mona_meeting

@@ -17,7 +17,8 @@ import yaml
 
 from feedback_agendas.integrations.directory.google import GoogleDirectory
 from feedback_agendas.integrations.retry import RetryPolicy
-from feedback_agendas.scheduler.config.schema import AppConfig, DirectoryConfig, load_config
+from feedback_agendas.scheduler.config.schema import AppConfig, DirectoryConfig
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.commands import sync_all
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.sync.org_directory import RulesCache, managers_to_ask, resolve_rules

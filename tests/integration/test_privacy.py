@@ -36,7 +36,7 @@ from feedback_agendas.agendas.block import END_MARKER
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main as cli_main
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import EndpointServer

@@ -36,7 +36,7 @@ from feedback_agendas.integrations.calendars.caldav import CaldavProvider
 from feedback_agendas.integrations.calendars.google import GoogleProvider
 from feedback_agendas.integrations.calendars.ics import parse_calendar, serialise
 from feedback_agendas.integrations.calendars.vdir import VdirProvider
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.sync.cycle import summarise
 from tests.contract.calendars import (

@@ -21,7 +21,8 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, func, inspect, select
 
-from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.config.schema import AppConfig
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import EndpointServer
 from feedback_agendas.scheduler.service.loop import build_scheduler, run_forever

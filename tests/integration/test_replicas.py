@@ -203,7 +203,7 @@ class RecordingFactory:
 
 def worker(config_path: Path, replica: str, record_path: Path, stop_path: Path) -> None:
     """One replica: cycle through every calendar and send what is due, until told to stop."""
-    from feedback_agendas.scheduler.config.schema import load_config
+    from feedback_agendas.scheduler.config.source import load_config
     from feedback_agendas.scheduler.service.daemon import Daemon
 
     cfg = load_config(config_path)

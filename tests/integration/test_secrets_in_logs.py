@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feedback_agendas.integrations.redact import mask_url, mask_urls_in, split_userinfo
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main as cli_main
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 from tests.integration.test_privacy import everything_logged_at_debug

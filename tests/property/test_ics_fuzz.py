@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from feedback_agendas.agendas.block import read_block
 from feedback_agendas.agendas.model import EventRef
 from feedback_agendas.integrations.calendars.vdir import VdirProvider
-from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.config.schema import AppConfig
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.commands import EXAMPLE_CONFIG, demo_week_start, sync_all
 from feedback_agendas.scheduler.service.sample_week import write_sample_week
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from feedback_agendas.scheduler.config.schema import check_config, load_config
+from feedback_agendas.scheduler.config.checks import check_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main as cli_main
 
 TEAM = "    - {name: t, manager: mona@example.com, members: [alice@example.com]}\n"
@@ -170,7 +171,7 @@ def test_a_read_only_folder(tmp_path: Path) -> None:
     script = (
         f"mount --bind {tmp_path / 'cal'} {tmp_path / 'cal'} && "
         f"mount -o remount,bind,ro {tmp_path / 'cal'} && "
-        f"{sys.executable} -c 'from feedback_agendas.scheduler.config.schema import check_config; "
+        f"{sys.executable} -c 'from feedback_agendas.scheduler.config.checks import check_config; "
         f'print(check_config(__import__("pathlib").Path("{path}")))\''
     )
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True,

@@ -11,14 +11,14 @@ from pydantic import ValidationError
 
 from feedback_agendas.agendas.errors import ConfigError, UserError
 from feedback_agendas.agendas.policy import Focus
+from feedback_agendas.scheduler.config.checks import check_config
 from feedback_agendas.scheduler.config.schema import (
     AppConfig,
     CaldavCalendar,
     GoogleCalendar,
     VdirCalendar,
-    check_config,
-    load_config,
 )
+from feedback_agendas.scheduler.config.source import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"

@@ -53,7 +53,7 @@ def test_inputs_that_crashed_the_loader_are_located_problems(
 ) -> None:
     path = tmp_path / "config.yaml"
     assert outcome(path, text) == "problems"
-    from feedback_agendas.scheduler.config.schema import check_config
+    from feedback_agendas.scheduler.config.checks import check_config
 
     problems = check_config(path, environ={})
     assert any(p.startswith(f"{path}:{line}: ") and words in p for p in problems), problems
@@ -64,7 +64,8 @@ def test_a_credentials_name_too_long_for_the_file_system_is_a_located_problem(
 ) -> None:
     """Found by fuzzing (ENAMETOOLONG). The loader takes it (a missing file fails only
     its calendar at run time); check-config names the key and line."""
-    from feedback_agendas.scheduler.config.schema import check_config, load_config
+    from feedback_agendas.scheduler.config.checks import check_config
+    from feedback_agendas.scheduler.config.source import load_config
 
     path = tmp_path / "config.yaml"
     text = (

@@ -14,7 +14,7 @@ import pytest
 
 from feedback_agendas.agendas.policy import Rules
 from feedback_agendas.agendas.render import AgendaRenderer
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.commands import make_renderer
 from feedback_agendas.scheduler.sync.cycle import rules_fingerprint
 
@@ -24,7 +24,7 @@ EXAMPLE = ROOT / "config.example.yaml"
 IN_A_NEW_PROCESS = """
 import sys
 from feedback_agendas.scheduler.service.commands import make_renderer
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.sync.cycle import rules_fingerprint
 cfg = load_config(sys.argv[1], environ={})
 print(rules_fingerprint(cfg.rules(), make_renderer(cfg)))
