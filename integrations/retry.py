@@ -29,15 +29,17 @@ class RetryPolicy:
     """How hard to try.
 
     ``attempts`` counts the first call. The n-th retry waits a random time in
-    ``[0, min(cap, base * 2**n)]`` ("full jitter"), or the server's
-    ``Retry-After`` when that is longer, but never more than ``cap``.
-    ``budget`` bounds the total time spent waiting in one call.
+    ``[floor * step, step]`` with ``step = min(cap, base * 2**n)`` (``floor``
+    0 is "full jitter", 0.5 "equal jitter"), or the server's ``Retry-After``
+    when that is longer, but never more than ``cap``. ``budget`` bounds the
+    total time spent waiting in one call.
     """
 
     attempts: int = 5
     base: float = 0.5
     cap: float = 32.0
     budget: float = 120.0
+    floor: float = 0.0
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -46,9 +48,13 @@ DEFAULT_POLICY = RetryPolicy()
 def backoff_delay(
     retry: int, policy: RetryPolicy, rng: random.Random, retry_after: float | None = None
 ) -> float:
-    """Seconds to wait before retry number ``retry`` (0-based)."""
+    """Seconds to wait before retry number ``retry`` (0-based).
+
+    The one backoff of the project: provider calls (:func:`call_with_retry`)
+    and the reminder outbox's resends both wait this long.
+    """
     ceiling = min(policy.cap, policy.base * (2**retry))
-    delay = rng.uniform(0.0, ceiling)
+    delay = rng.uniform(policy.floor * ceiling, ceiling)
     if retry_after is not None:
         delay = max(delay, retry_after)
     return min(delay, policy.cap)

@@ -47,6 +47,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
+from feedback_agendas.integrations.retry import RetryPolicy, backoff_delay
 from feedback_agendas.scheduler.storage.db import UTCDateTime, write_transaction
 
 # The outbox tables still live in their own MetaData:
@@ -129,16 +130,15 @@ class OutboxItem:
         return (self.kind, self.occurrence, self.recipient, self.channel)
 
 
-def exponential_backoff(
-    attempt: int,
-    *,
-    base: float = 30.0,
-    cap: float = 3600.0,
-    rand: Callable[[], float] = random.random,
-) -> timedelta:
-    """Capped exponential backoff with full jitter in [50%, 100%] of the step."""
-    step = min(cap, base * 2 ** max(0, attempt - 1))
-    return timedelta(seconds=step * (0.5 + 0.5 * rand()))
+# A failed send waits a step of 30 s, 1 min, 2 min, ... up to an hour, each
+# wait drawn from the upper half of its step.
+SEND_RETRY = RetryPolicy(base=30.0, cap=3600.0, floor=0.5)
+_rng = random.Random()
+
+
+def exponential_backoff(attempt: int, *, rng: random.Random = _rng) -> timedelta:
+    """The wait after failed send ``attempt`` (1-based): :func:`backoff_delay` on SEND_RETRY."""
+    return timedelta(seconds=backoff_delay(max(0, attempt - 1), SEND_RETRY, rng))
 
 
 class Outbox:
