@@ -903,11 +903,11 @@ def _conflicts(report: CycleReport, now: datetime) -> list[PrivacyConflict]:
 def _next_span(meeting: Any, now: datetime) -> tuple[datetime, datetime] | None:
     """The occurrence reminders are about: the next one of a series, else the event itself."""
     if meeting.is_series:
-        from feedback_agendas.agendas.recurrence import next_occurrence
+        from feedback_agendas.agendas.recurrence import RecurrenceError, next_occurrence
 
         try:
             return next_occurrence(meeting, now - READBACK_WINDOW)
-        except Exception:  # an unreadable rule: no reminders, the engine logs the event
+        except RecurrenceError:  # an unreadable rule: no reminders, the engine logs the event
             return None
     return meeting.start, meeting.end
 

@@ -111,6 +111,40 @@ def test_server_errors_are_translated(
     provider.close()
 
 
+def test_a_bug_of_ours_surfaces_as_itself_not_as_a_provider_error(
+    calendar: Any,
+    radicale_server: RadicaleServer,  # noqa: F811
+) -> None:
+    """Only what the HTTP library raises for the server is translated (issue 14 item 5).
+
+    Here our side calls the library wrongly on the REPORT (an argument it does
+    not take): the TypeError reaches the caller as itself, not as a
+    ProviderError that the sync would count as the server's fault and retry.
+    """
+    calendar.save_event(event("a@example.com"))
+    client = basic_client(radicale_server.url)
+    real_request = client.session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        if method == "REPORT":
+            kwargs["no_such_argument"] = True
+        return real_request(method, url, **kwargs)
+
+    client.session.request = request
+    provider = CaldavProvider(
+        name="work",
+        url=radicale_server.url + "/",
+        username=USER,
+        password="pw",
+        calendar=urlsplit(str(calendar.url)).path,
+        owner=OWNER,
+        client=client,
+    )
+    with pytest.raises(TypeError, match="no_such_argument"):
+        provider.read_changes(None)
+    provider.close()
+
+
 def test_an_unreachable_server_is_transient(calendar: Any) -> None:
     provider = provider_at(f"http://127.0.0.1:{free_loopback_port()}", calendar)
     with pytest.raises(TransientError):
