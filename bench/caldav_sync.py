@@ -70,7 +70,8 @@ from feedback_agendas.agendas.policy import Org, Rules, Team
 from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.integrations.calendars.caldav import CaldavProvider
 from feedback_agendas.scheduler.storage.store import Store
-from feedback_agendas.scheduler.sync.cycle import rules_fingerprint, run_cycle
+from feedback_agendas.scheduler.sync.cycle import run_cycle
+from feedback_agendas.scheduler.sync.fingerprint import rules_fingerprint
 from tests.integration.radicale import running_radicale
 
 NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)

@@ -77,7 +77,8 @@ from feedback_agendas.integrations.calendars.google import GoogleProvider
 from feedback_agendas.integrations.calendars.google_client import _shared_resources
 from feedback_agendas.integrations.calendars.google_map import patch_body, to_meeting_or_unreadable
 from feedback_agendas.scheduler.storage.store import Store
-from feedback_agendas.scheduler.sync.cycle import rules_fingerprint, run_cycle
+from feedback_agendas.scheduler.sync.cycle import run_cycle
+from feedback_agendas.scheduler.sync.fingerprint import rules_fingerprint
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 from tests.fakes.google_org import NOW, rules_for, seed_org
 

@@ -17,7 +17,8 @@ from feedback_agendas.agendas.decide import Decision
 from feedback_agendas.agendas.errors import UserError
 from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.service import commands
-from feedback_agendas.scheduler.sync.cycle import CycleReport, summarise, utc_now
+from feedback_agendas.scheduler.sync.cycle import utc_now
+from feedback_agendas.scheduler.sync.report import CycleReport, summarise
 
 CONFIG_OPTION = click.option(
     "--config",

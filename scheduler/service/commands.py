@@ -21,15 +21,12 @@ from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.storage.store import Store
-from feedback_agendas.scheduler.sync.cycle import (
-    CycleReport,
-    RevertReport,
-    revert_calendar,
-    rules_fingerprint,
-    run_calendar,
-)
+from feedback_agendas.scheduler.sync.cycle import run_calendar
+from feedback_agendas.scheduler.sync.fingerprint import rules_fingerprint
 from feedback_agendas.scheduler.sync.org_directory import resolve_rules
 from feedback_agendas.scheduler.sync.providers import build_provider
+from feedback_agendas.scheduler.sync.report import CycleReport
+from feedback_agendas.scheduler.sync.revert import RevertReport, revert_calendar
 
 
 def _example_config() -> Path:

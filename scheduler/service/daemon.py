@@ -73,13 +73,7 @@ from feedback_agendas.scheduler.service.metrics import CONTENT_TYPE_LATEST, Daem
 from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.storage.db import UTCDateTime, write_transaction
 from feedback_agendas.scheduler.storage.store import CalendarHealth, Store
-from feedback_agendas.scheduler.sync.cycle import (
-    CycleReport,
-    fail_cycle,
-    rules_fingerprint,
-    run_calendar,
-    utc_now,
-)
+from feedback_agendas.scheduler.sync.cycle import fail_cycle, run_calendar, utc_now
 from feedback_agendas.scheduler.sync.failures import (
     AUTH,
     CONFIG,
@@ -89,8 +83,10 @@ from feedback_agendas.scheduler.sync.failures import (
     describe_failure,
     error_kind,
 )
+from feedback_agendas.scheduler.sync.fingerprint import rules_fingerprint
 from feedback_agendas.scheduler.sync.org_directory import RulesCache
 from feedback_agendas.scheduler.sync.providers import build_provider
+from feedback_agendas.scheduler.sync.report import CycleReport
 
 log = logging.getLogger(__name__)
 

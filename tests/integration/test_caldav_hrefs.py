@@ -31,7 +31,8 @@ from feedback_agendas.agendas.block import START_MARKER
 from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.integrations.calendars.caldav import CaldavProvider
 from feedback_agendas.scheduler.storage.store import Store
-from feedback_agendas.scheduler.sync.cycle import CycleReport, run_cycle
+from feedback_agendas.scheduler.sync.cycle import run_cycle
+from feedback_agendas.scheduler.sync.report import CycleReport
 from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 from tests.support.rules import example_com_rules, platform_team

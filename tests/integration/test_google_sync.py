@@ -18,7 +18,8 @@ from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.integrations.calendars.google import GoogleProvider
 from feedback_agendas.integrations.retry import RetryPolicy
 from feedback_agendas.scheduler.storage.store import Store
-from feedback_agendas.scheduler.sync.cycle import CycleReport, run_cycle
+from feedback_agendas.scheduler.sync.cycle import run_cycle
+from feedback_agendas.scheduler.sync.report import CycleReport
 from tests.fakes.google_api import FakeGoogleCalendarAPI, Faults
 from tests.fakes.google_org import NOW, SyntheticOrg, rules_for, seed_org
 

@@ -38,7 +38,7 @@ from feedback_agendas.integrations.calendars.ics import parse_calendar, serialis
 from feedback_agendas.integrations.calendars.vdir import VdirProvider
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
-from feedback_agendas.scheduler.sync.cycle import summarise
+from feedback_agendas.scheduler.sync.report import summarise
 from tests.contract.calendars import (
     OWNER,
     TIMEZONE,

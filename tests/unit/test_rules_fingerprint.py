@@ -16,7 +16,7 @@ from feedback_agendas.agendas.policy import Rules
 from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.commands import make_renderer
-from feedback_agendas.scheduler.sync.cycle import rules_fingerprint
+from feedback_agendas.scheduler.sync.fingerprint import rules_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.yaml"
@@ -25,7 +25,7 @@ IN_A_NEW_PROCESS = """
 import sys
 from feedback_agendas.scheduler.service.commands import make_renderer
 from feedback_agendas.scheduler.config.source import load_config
-from feedback_agendas.scheduler.sync.cycle import rules_fingerprint
+from feedback_agendas.scheduler.sync.fingerprint import rules_fingerprint
 cfg = load_config(sys.argv[1], environ={})
 print(rules_fingerprint(cfg.rules(), make_renderer(cfg)))
 """
