@@ -53,6 +53,8 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 
 import feedback_agendas
+from feedback_agendas.agendas.classify import MeetingKind
+from feedback_agendas.agendas.plan import SlotKind
 from feedback_agendas.integrations.notify.base import Message, channel_id
 from feedback_agendas.scheduler.reminders.outbox import NewReminder, OutboxItem
 
@@ -89,6 +91,7 @@ PRACTICE_TIPS = {
     ),
 }
 
+# Keyed by the slot code a row keeps in its "focus" parameter.
 FOCUS_LABELS = {
     "en": {
         "well": "this you do well",
@@ -172,13 +175,18 @@ class ReminderSettings:
     digest_time: time = time(15, 0)
 
 
+# The slots a 1:1's agenda may hold ("do well" and the corrective ones); a team
+# meeting's is SlotKind.PRAISE.
+ONE_ON_ONE_SLOTS = frozenset({SlotKind.WELL, SlotKind.BETTER, SlotKind.STOP})
+
+
 @dataclass(frozen=True, slots=True)
 class MeetingSlot:
     """One upcoming meeting occurrence with its agenda slot, as the store records it."""
 
     occurrence: str  # a stable id of the occurrence (calendar, event, original start)
-    kind: str  # team | one_on_one
-    slot: str  # praise | well | better | stop
+    kind: MeetingKind
+    slot: SlotKind
     team: str | None
     start: datetime
     end: datetime
@@ -215,10 +223,10 @@ def plan_meeting_reminders(
         team = teams.get(meeting.team or "")
         if team is None or meeting.start <= now:
             continue
-        if meeting.kind == "team" and meeting.slot == "praise":
+        if meeting.kind is MeetingKind.TEAM and meeting.slot is SlotKind.PRAISE:
             kind, recipient, urls = BEFORE_TEAM, f"team:{team.name}", team.team_urls
             lead = settings.before_team_minutes
-        elif meeting.kind == "one_on_one" and meeting.slot in ("well", "better", "stop"):
+        elif meeting.kind is MeetingKind.ONE_ON_ONE and meeting.slot in ONE_ON_ONE_SLOTS:
             # private: the manager's own channels only, never the team's
             kind, recipient, urls = BEFORE_ONE_ON_ONE, team.manager, team.manager_urls
             lead = settings.before_one_on_one_minutes
@@ -237,7 +245,7 @@ def plan_meeting_reminders(
         params = {
             "locale": team.locale,
             "start": meeting.start.isoformat(),
-            "focus": meeting.slot,
+            "focus": meeting.slot.value,
             "tip": _tip_index(meeting.occurrence, team.locale),
             "positive_only": team.positive_only_on(local_start.date()),
         }

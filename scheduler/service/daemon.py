@@ -35,9 +35,11 @@ from typing import Any
 from sqlalchemy import Column, Integer, String, Table, select, text, update
 
 from feedback_agendas.agendas.block import count_filled_entries, count_filled_praise, read_block
+from feedback_agendas.agendas.classify import MeetingKind
 from feedback_agendas.agendas.decide import ActionKind
 from feedback_agendas.agendas.errors import FeedbackAgendasError, PermissionDenied
 from feedback_agendas.agendas.model import EventRef
+from feedback_agendas.agendas.plan import SlotKind
 from feedback_agendas.integrations.calendars.base import CalendarProvider
 from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
 from feedback_agendas.integrations.notify.base import Notifier, channel_id
@@ -48,6 +50,7 @@ from feedback_agendas.scheduler.reminders.planning import (
     DIGEST_MANAGER,
     DIGEST_TEAM,
     MEETING_KINDS,
+    ONE_ON_ONE_SLOTS,
     MeetingSlot,
     PrivacyConflict,
     QuietHours,
@@ -99,8 +102,7 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # Meetings whose slot is read back once they have ended: a team meeting's
 # praise slot (slot "praise", or NULL in rows from before 1:1s were read
-# back) and a 1:1's focus slot ("well", "better", "stop").
-ONE_ON_ONE_SLOTS = ("well", "better", "stop")
+# back) and a 1:1's focus slot (planning.ONE_ON_ONE_SLOTS: well, better, stop).
 readbacks_table = Table(
     "praise_readbacks",
     metadata,
@@ -398,20 +400,21 @@ class Daemon:
                 continue
             start, end = span
             key = occurrence_key(meeting.ref, start)
-            if decision.action is ActionKind.SKIPPED or not decision.slots:
+            plan = decision.plan
+            if decision.action is ActionKind.SKIPPED or not decision.slots or plan is None:
                 self.outbox.cancel(key, MEETING_KINDS, now)
                 continue
             slot = MeetingSlot(
                 occurrence=key,
-                kind=decision.classification.kind.value,
-                slot=decision.slots[0],
+                kind=decision.classification.kind,
+                slot=plan.slot,
                 team=decision.classification.team,
                 start=start,
                 end=end,
             )
             slots.append(slot)
-            team_praise = slot.kind == "team" and slot.slot == "praise"
-            one_on_one = slot.kind == "one_on_one" and slot.slot in ONE_ON_ONE_SLOTS
+            team_praise = slot.kind is MeetingKind.TEAM and slot.slot is SlotKind.PRAISE
+            one_on_one = slot.kind is MeetingKind.ONE_ON_ONE and slot.slot in ONE_ON_ONE_SLOTS
             if (team_praise or one_on_one) and slot.team:
                 watch.append(
                     {
@@ -421,7 +424,7 @@ class Daemon:
                         "recurrence_id": meeting.ref.recurrence_id,
                         "team": slot.team,
                         "ends_at": end,
-                        "slot": slot.slot,
+                        "slot": slot.slot.value,
                     }
                 )
         self.outbox.enqueue(plan_meeting_reminders(slots, self.teams, self.settings, now), now)
@@ -553,7 +556,7 @@ class Daemon:
         team = self.teams.get(row.team)
         if team is None or not filled:
             return 0
-        kind = "praise" if row.slot == "well" else "corrective"
+        kind = "praise" if row.slot == SlotKind.WELL else "corrective"
         day = row.ends_at.astimezone(team.zone).date()
         if not record_one_on_one(
             self.engine, team=team.name, occurrence=row.occurrence, day=day, kind=kind, now=now
