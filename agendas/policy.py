@@ -7,8 +7,9 @@ the core never reads a file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, tzinfo
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 
 class Focus(StrEnum):
@@ -22,7 +23,12 @@ class Focus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Team:
-    """A manager and their team. Addresses are lower case."""
+    """A manager and their team. Addresses are lower case.
+
+    The one shape of a team past the config: the core plans agendas with it
+    and reminders go through it (``notify`` are the team's channels; a
+    manager's own channels are the config's ``people``, by address).
+    """
 
     name: str
     manager: str
@@ -36,6 +42,15 @@ class Team:
     @property
     def people(self) -> frozenset[str]:
         return self.members | {self.manager}
+
+    @property
+    def zone(self) -> tzinfo:
+        """The team's time zone (the config validated its name)."""
+        return ZoneInfo(self.timezone)
+
+    def positive_only_on(self, day: date) -> bool:
+        """True when ``day`` (in the team's zone) is in the positive-only period (R2)."""
+        return self.positive_only_until is not None and day <= self.positive_only_until
 
 
 @dataclass(frozen=True, slots=True)

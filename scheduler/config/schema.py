@@ -172,6 +172,19 @@ class TeamConfig(FrozenModel):
     # Apprise URLs often embed tokens or passwords.
     notify: tuple[SecretStr, ...] = ()
 
+    def team(self) -> Team:
+        """The core's :class:`~feedback_agendas.agendas.policy.Team`, addresses in lower case."""
+        return Team(
+            name=self.name,
+            manager=self.manager.lower(),
+            members=frozenset(member.lower() for member in self.members),
+            locale=self.locale,
+            timezone=self.timezone,
+            goals=self.goals,
+            positive_only_until=self.positive_only_until,
+            notify=tuple(url.get_secret_value() for url in self.notify),
+        )
+
 
 class OrgConfig(FrozenModel):
     internal_domains: tuple[Domain, ...] = Field(min_length=1)
@@ -287,23 +300,22 @@ class AppConfig(FrozenModel):
                 found.append(f"{where}: the password is sent without TLS (http://)")
         return tuple(found)
 
+    def teams(self) -> dict[str, Team]:
+        """The configured teams by name (reminders go to these; a directory adds none)."""
+        return {team.name: team.team() for team in self.org.teams}
+
+    def personal_channels(self) -> dict[str, tuple[str, ...]]:
+        """Each person's own notification URLs (``people``), by lower-case address."""
+        return {
+            person.email.lower(): tuple(url.get_secret_value() for url in person.notify)
+            for person in self.people
+        }
+
     def rules(self) -> Rules:
         """The core's frozen policy objects, with every address in lower case."""
         org = Org(
             internal_domains=frozenset(self.org.internal_domains),
-            teams=tuple(
-                Team(
-                    name=team.name,
-                    manager=team.manager.lower(),
-                    members=frozenset(member.lower() for member in team.members),
-                    locale=team.locale,
-                    timezone=team.timezone,
-                    goals=team.goals,
-                    positive_only_until=team.positive_only_until,
-                    notify=tuple(url.get_secret_value() for url in team.notify),
-                )
-                for team in self.org.teams
-            ),
+            teams=tuple(team.team() for team in self.org.teams),
         )
         policy = Policy(
             horizon_days=self.policy.horizon_days,

@@ -47,7 +47,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -55,6 +54,7 @@ from jinja2.sandbox import SandboxedEnvironment
 import feedback_agendas
 from feedback_agendas.agendas.classify import MeetingKind
 from feedback_agendas.agendas.plan import SlotKind
+from feedback_agendas.agendas.policy import Team
 from feedback_agendas.integrations.notify.base import Message, channel_id
 from feedback_agendas.scheduler.reminders.outbox import NewReminder, OutboxItem
 
@@ -145,24 +145,9 @@ def _normalise(local: datetime) -> datetime:
     return local.astimezone(UTC).astimezone(zone)
 
 
-@dataclass(frozen=True, slots=True)
-class TeamChannels:
-    """What reminder planning needs to know about a team."""
-
-    name: str
-    manager: str
-    locale: str = "en"
-    timezone: str = "UTC"
-    positive_only_until: date | None = None
-    team_urls: tuple[str, ...] = ()
-    manager_urls: tuple[str, ...] = ()
-
-    @property
-    def zone(self) -> tzinfo:
-        return ZoneInfo(self.timezone)
-
-    def positive_only_on(self, day: date) -> bool:
-        return self.positive_only_until is not None and day <= self.positive_only_until
+# A person's own notification URLs by lower-case address (the config's
+# ``people``): where a manager's private reminders go, never a team channel.
+PersonalChannels = Mapping[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +198,8 @@ def schedule_outside_quiet_hours(
 
 def plan_meeting_reminders(
     meetings: Iterable[MeetingSlot],
-    teams: Mapping[str, TeamChannels],
+    teams: Mapping[str, Team],
+    personal: PersonalChannels,
     settings: ReminderSettings,
     now: datetime,
 ) -> list[NewReminder]:
@@ -224,11 +210,12 @@ def plan_meeting_reminders(
         if team is None or meeting.start <= now:
             continue
         if meeting.kind is MeetingKind.TEAM and meeting.slot is SlotKind.PRAISE:
-            kind, recipient, urls = BEFORE_TEAM, f"team:{team.name}", team.team_urls
+            kind, recipient, urls = BEFORE_TEAM, f"team:{team.name}", team.notify
             lead = settings.before_team_minutes
         elif meeting.kind is MeetingKind.ONE_ON_ONE and meeting.slot in ONE_ON_ONE_SLOTS:
             # private: the manager's own channels only, never the team's
-            kind, recipient, urls = BEFORE_ONE_ON_ONE, team.manager, team.manager_urls
+            kind, recipient = BEFORE_ONE_ON_ONE, team.manager
+            urls = personal.get(team.manager, ())
             lead = settings.before_one_on_one_minutes
         else:
             continue
@@ -266,7 +253,7 @@ def plan_meeting_reminders(
 
 
 def plan_celebration(
-    team: TeamChannels, day: date, settings: ReminderSettings, now: datetime
+    team: Team, day: date, settings: ReminderSettings, now: datetime
 ) -> list[NewReminder]:
     """Rows for today's celebration of ``team``; the key makes it one per team per day."""
     if not settings.celebrations:
@@ -288,12 +275,12 @@ def plan_celebration(
             team=team.name,
             params={"locale": team.locale, "day": day.isoformat()},
         )
-        for url in team.team_urls
+        for url in team.notify
     ]
 
 
 def plan_digests(
-    teams: Iterable[TeamChannels], settings: ReminderSettings, now: datetime
+    teams: Iterable[Team], personal: PersonalChannels, settings: ReminderSettings, now: datetime
 ) -> list[NewReminder]:
     """Rows for this week's digests whose time has come (and is less than a day ago)."""
     if settings.digest_weekday is None:
@@ -328,7 +315,7 @@ def plan_digests(
                 team=team.name,
                 params=params,
             )
-            for url in team.team_urls
+            for url in team.notify
         ]
         rows += [
             NewReminder(
@@ -341,7 +328,7 @@ def plan_digests(
                 team=team.name,
                 params=params,
             )
-            for url in team.manager_urls
+            for url in personal.get(team.manager, ())
         ]
     return rows
 
@@ -360,19 +347,22 @@ class PrivacyConflict:
 
 
 def plan_privacy_alerts(
-    conflicts: Iterable[PrivacyConflict], teams: Mapping[str, TeamChannels], now: datetime
+    conflicts: Iterable[PrivacyConflict],
+    teams: Mapping[str, Team],
+    personal: PersonalChannels,
+    now: datetime,
 ) -> list[NewReminder]:
     """One private message per conflict to the manager's own channels, due now.
 
     The manager is the calendar's owner; the message goes through a team they
-    manage (the meeting's team first), to that team's ``manager_urls`` only.
+    manage (the meeting's team first), to the manager's own channels only.
     The key holds the event and the reason, so a conflict is told once, and
     again only when its reason changes.
     """
     rows: list[NewReminder] = []
     for conflict in conflicts:
         owner = conflict.owner.strip().lower()
-        managed = [t for t in teams.values() if t.manager == owner and t.manager_urls]
+        managed = [t for t in teams.values() if t.manager == owner and personal.get(t.manager)]
         managed.sort(key=lambda t: t.name != conflict.team)
         if not managed:
             continue
@@ -398,7 +388,7 @@ def plan_privacy_alerts(
                 team=team.name,
                 params=params,
             )
-            for url in team.manager_urls
+            for url in personal.get(team.manager, ())
         ]
     return rows
 
@@ -427,7 +417,7 @@ class ReminderRenderer:
             trim_blocks=True,
         )
 
-    def render(self, item: OutboxItem, team: TeamChannels, counts: Mapping[str, int]) -> Message:
+    def render(self, item: OutboxItem, team: Team, counts: Mapping[str, int]) -> Message:
         """The message for ``item``: the first line is the subject, the rest the body.
 
         ``counts`` are the numbers a celebration or digest shows (praise,

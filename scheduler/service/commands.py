@@ -107,12 +107,10 @@ def sync_all(
             # managers' private messages about privacy conflicts are queued
             # here too, for the daemon's sender (imported here: it imports us).
             from feedback_agendas.scheduler.reminders.outbox import Outbox
-            from feedback_agendas.scheduler.service.daemon import (
-                enqueue_privacy_alerts,
-                team_channels,
-            )
+            from feedback_agendas.scheduler.service.daemon import enqueue_privacy_alerts
 
-            enqueue_privacy_alerts(Outbox(store.engine), team_channels(cfg), reports, now)
+            outbox = Outbox(store.engine)
+            enqueue_privacy_alerts(outbox, cfg.teams(), cfg.personal_channels(), reports, now)
     return reports
 
 

@@ -40,6 +40,7 @@ from feedback_agendas.agendas.decide import ActionKind
 from feedback_agendas.agendas.errors import FeedbackAgendasError, PermissionDenied
 from feedback_agendas.agendas.model import EventRef
 from feedback_agendas.agendas.plan import SlotKind
+from feedback_agendas.agendas.policy import Team
 from feedback_agendas.integrations.calendars.base import CalendarProvider
 from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
 from feedback_agendas.integrations.notify.base import Notifier, channel_id
@@ -52,11 +53,11 @@ from feedback_agendas.scheduler.reminders.planning import (
     MEETING_KINDS,
     ONE_ON_ONE_SLOTS,
     MeetingSlot,
+    PersonalChannels,
     PrivacyConflict,
     QuietHours,
     ReminderRenderer,
     ReminderSettings,
-    TeamChannels,
     plan_celebration,
     plan_digests,
     plan_meeting_reminders,
@@ -148,23 +149,6 @@ class SendReport:
     keys: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
-def team_channels(cfg: AppConfig) -> dict[str, TeamChannels]:
-    """Each team with its channels: the team's URLs and the manager's own ones."""
-    personal = {p.email.lower(): tuple(u.get_secret_value() for u in p.notify) for p in cfg.people}
-    return {
-        t.name: TeamChannels(
-            name=t.name,
-            manager=t.manager.lower(),
-            locale=t.locale,
-            timezone=t.timezone,
-            positive_only_until=t.positive_only_until,
-            team_urls=tuple(u.get_secret_value() for u in t.notify),
-            manager_urls=personal.get(t.manager.lower(), ()),
-        )
-        for t in cfg.org.teams
-    }
-
-
 def reminder_settings(cfg: AppConfig) -> ReminderSettings:
     r = cfg.reminders
     quiet = QuietHours(r.quiet_hours.start, r.quiet_hours.end) if r.quiet_hours else None
@@ -216,7 +200,8 @@ class Daemon:
         self.rules = self.rules_cache.rules(clock())
         # The rules with their fingerprint, swapped as one: a cycle reads both.
         self._rules_fingerprint = (self.rules, rules_fingerprint(self.rules, self.renderer))
-        self.teams = team_channels(cfg)
+        self.teams = cfg.teams()
+        self.personal = cfg.personal_channels()
         self.settings = reminder_settings(cfg)
         self.messages = ReminderRenderer()
         self.calendars = {c.name: c for c in cfg.calendars}
@@ -240,7 +225,7 @@ class Daemon:
     def _channel_urls(self) -> dict[str, str]:
         urls: dict[str, str] = {}
         for team in self.teams.values():
-            for url in (*team.team_urls, *team.manager_urls):
+            for url in (*team.notify, *self.personal.get(team.manager, ())):
                 urls[channel_id(url)] = url
         return urls
 
@@ -427,8 +412,10 @@ class Daemon:
                         "slot": slot.slot.value,
                     }
                 )
-        self.outbox.enqueue(plan_meeting_reminders(slots, self.teams, self.settings, now), now)
-        enqueue_privacy_alerts(self.outbox, self.teams, [report], now)
+        self.outbox.enqueue(
+            plan_meeting_reminders(slots, self.teams, self.personal, self.settings, now), now
+        )
+        enqueue_privacy_alerts(self.outbox, self.teams, self.personal, [report], now)
         self._watch(watch)
         self.read_back_ended(provider, now)
 
@@ -582,7 +569,9 @@ class Daemon:
     def plan_reminders(self, now: datetime | None = None) -> int:
         """Queue the weekly digests whose time has come."""
         now = now or self.clock()
-        return self.outbox.enqueue(plan_digests(self.teams.values(), self.settings, now), now)
+        return self.outbox.enqueue(
+            plan_digests(self.teams.values(), self.personal, self.settings, now), now
+        )
 
     # -- sending ---------------------------------------------------------------
 
@@ -658,7 +647,7 @@ class Daemon:
         report.sent += 1
         report.keys.append(item.key)
 
-    def _counts(self, item: OutboxItem, team: TeamChannels) -> dict[str, int]:
+    def _counts(self, item: OutboxItem, team: Team) -> dict[str, int]:
         if item.kind == CELEBRATION:
             day = datetime.fromisoformat(item.params["day"]).date()
             wins = wins_between(self.engine, team.name, day, day)
@@ -859,16 +848,20 @@ def _version(etag: str) -> str | None:
 
 
 def enqueue_privacy_alerts(
-    outbox: Outbox, teams: Mapping[str, TeamChannels], reports: list[CycleReport], now: datetime
+    outbox: Outbox,
+    teams: Mapping[str, Team],
+    personal: PersonalChannels,
+    reports: list[CycleReport],
+    now: datetime,
 ) -> int:
     """Queue, due now, the managers' private messages about the cycles' privacy conflicts."""
     conflicts = [c for report in reports for c in _conflicts(report, now)]
     if not conflicts:
         return 0
-    rows = plan_privacy_alerts(conflicts, teams, now)
+    rows = plan_privacy_alerts(conflicts, teams, personal, now)
     for conflict in conflicts:
         owner = conflict.owner.strip().lower()
-        if not any(t.manager == owner and t.manager_urls for t in teams.values()):
+        if not any(t.manager == owner and personal.get(t.manager) for t in teams.values()):
             log.warning(
                 "calendar %s: privacy conflict in event %s (%s): its manager has no private"
                 " channel (people[].notify) to be told through",
