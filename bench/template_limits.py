@@ -6,7 +6,7 @@ Usage::
 
 Builds an ``AgendaRenderer`` (which renders every template once, as at
 start-up and in ``check-config``) over a folder holding one hostile
-``team.txt.j2`` from ``tests/unit/test_template_limits.py``, and prints for
+``team.txt.j2`` from ``tests/support/hostile_templates.py``, and prints for
 each: the seconds it took, the peak memory Python allocated (tracemalloc),
 and the problem reported. Without the limits several of them never finish or
 need gigabytes. For scale it prints the same figures for our own templates.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from feedback_agendas.agendas.errors import ConfigError
 from feedback_agendas.agendas.render import AgendaRenderer
-from tests.unit.test_template_limits import HOSTILE
+from tests.support.hostile_templates import HOSTILE
 
 
 def measure(folder: Path | None) -> tuple[float, int, str]:

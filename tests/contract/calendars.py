@@ -1,20 +1,29 @@
 """Seeding calendars "as a user" for the contract suite: event specs and per-provider backends.
 
 A :class:`ContractCalendar` owns one provider and a way to change its calendar
-behind the provider's back, the way a person with a calendar app would.
+behind the provider's back, the way a person with a calendar app would: in
+memory, a vdir folder, a collection on a real Radicale (:class:`CaldavCalendar`)
+and a calendar in the local fake of the Google Calendar API
+(:class:`GoogleCalendar`). Other suites (the privacy-conflict tests) use them too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
+
+from caldav.davclient import DAVClient
 
 from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
 from feedback_agendas.integrations.calendars.base import CalendarProvider
+from feedback_agendas.integrations.calendars.caldav import CaldavProvider
+from feedback_agendas.integrations.calendars.google import GoogleProvider
 from feedback_agendas.integrations.calendars.ics import (
     calendar_from_meetings,
     find_events,
@@ -24,6 +33,8 @@ from feedback_agendas.integrations.calendars.ics import (
 )
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.integrations.calendars.vdir import VdirProvider
+from tests.fakes.google_api import FakeGoogleCalendarAPI, instance_suffix
+from tests.integration.radicale import RadicaleServer
 
 OWNER = "mona@example.com"
 TIMEZONE = "Europe/Stockholm"
@@ -202,3 +213,132 @@ def _replace_description(meeting: Meeting, text: str) -> Meeting:
     from dataclasses import replace
 
     return replace(meeting, description=text)
+
+
+USER = "mona"
+
+
+def fast_client(server: RadicaleServer) -> DAVClient:
+    """A client that sends Basic auth up front.
+
+    Radicale answers the unauthenticated first request with a 401 after a
+    deliberate delay (its brute-force guard); skipping that keeps the suite fast.
+    """
+    return DAVClient(url=server.url + "/", username=USER, password="pw", auth_type="basic")
+
+
+class CaldavCalendar:
+    """A fresh calendar collection on Radicale; a second client plays the user."""
+
+    def __init__(self, server: RadicaleServer) -> None:
+        self.user = fast_client(server)
+        # caldav's stubs type every call as "sync or async"; this client is sync.
+        principal: Any = self.user.get_principal()
+        self.calendar: Any = principal.make_calendar(name="contract", cal_id=uuid.uuid4().hex)
+        self.provider = CaldavProvider(
+            name="contract",
+            url=server.url + "/",
+            username=USER,
+            password="pw",
+            calendar=str(self.calendar.url),
+            owner=OWNER,
+            default_timezone=TIMEZONE,
+            client=fast_client(server),
+        )
+
+    def seed(self, spec: EventSpec) -> EventRef:
+        meetings = meetings_from_spec(spec, self.provider.name)
+        self.calendar.save_event(serialise(calendar_from_meetings(meetings)).decode())
+        return meetings[0].ref
+
+    def user_edit_description(self, ref: EventRef, text: str) -> None:
+        resource: Any = self.calendar.get_event_by_uid(ref.event_id)
+        resource.load(only_if_unloaded=False)
+        cal = parse_calendar(bytes(resource.raw_data))
+        (event,) = find_events(cal, ref, TIMEZONE)
+        event.pop("DESCRIPTION", None)
+        if text:
+            event.add("DESCRIPTION", text)
+        resource.save(raw_data=serialise(cal), increase_seqno=False, precondition="etag")
+
+    def delete(self, ref: EventRef) -> None:
+        self.calendar.get_event_by_uid(ref.event_id).delete()
+
+    def close(self) -> None:
+        self.provider.close()
+        self.user.close()
+
+
+def google_id(uid: str) -> str:
+    """Google ids use base32hex characters only: derive one from the spec's UID."""
+    return "c" + hashlib.sha1(uid.encode()).hexdigest()[:24]
+
+
+def when(moment: datetime) -> dict[str, Any]:
+    return {"dateTime": moment.isoformat(), "timeZone": TIMEZONE}
+
+
+class GoogleCalendar:
+    """A calendar in the fake API; the user acts on the fake's store directly."""
+
+    def __init__(self) -> None:
+        self.api = FakeGoogleCalendarAPI().start()
+        self.api.add_calendar(OWNER)
+        self.provider = GoogleProvider(
+            name="contract",
+            owner=OWNER,
+            calendar_id=OWNER,
+            credentials="anonymous",
+            api_endpoint=self.api.endpoint,
+            sleep=lambda _s: None,
+        )
+
+    def seed(self, spec: EventSpec) -> EventRef:
+        series_id = google_id(spec.uid)
+        resource: dict[str, Any] = {
+            "id": series_id,
+            "summary": spec.title,
+            "description": spec.description,
+            "start": when(spec.start),
+            "end": when(spec.end),
+            "attendees": [
+                {"email": a.email, **({"resource": True} if a.resource else {})}
+                for a in spec.attendees
+            ],
+        }
+        if spec.organizer:
+            resource["organizer"] = {"email": spec.organizer}
+        if spec.weekly:
+            resource["recurrence"] = ["RRULE:FREQ=WEEKLY"]
+        self.api.add_event(OWNER, resource)
+        for override in spec.overrides:
+            original = override.original_start.astimezone(UTC)
+            self.api.add_event(
+                OWNER,
+                {
+                    **{k: v for k, v in resource.items() if k != "recurrence"},
+                    "id": f"{series_id}_{instance_suffix(original)}",
+                    "recurringEventId": series_id,
+                    "originalStartTime": when(override.original_start),
+                    "start": when(override.start),
+                    "end": when(override.end),
+                    "description": override.description,
+                },
+            )
+        return EventRef("contract", series_id)
+
+    def user_edit_description(self, ref: EventRef, text: str) -> None:
+        event_id = ref.event_id
+        if ref.recurrence_id:
+            event_id += "_" + ref.recurrence_id.replace("-", "").replace(":", "")
+        self.api.user_edit(OWNER, event_id, {"description": text})
+
+    def delete(self, ref: EventRef) -> None:
+        for event_id in list(self.api.calendars[OWNER].events):
+            if event_id == ref.event_id or event_id.startswith(ref.event_id + "_"):
+                self.api.cancel(OWNER, event_id)
+
+    def close(self) -> None:
+        self.provider.close()
+        self.api.stop()
+        assert self.api.violations == []

@@ -17,46 +17,27 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
-import niquests
 import pytest
 
 from feedback_agendas.agendas.block import START_MARKER
-from feedback_agendas.agendas.render import AgendaRenderer
-from feedback_agendas.integrations.calendars.caldav import CaldavProvider
-from feedback_agendas.scheduler.storage.store import Store
-from feedback_agendas.scheduler.sync.cycle import run_cycle
-from feedback_agendas.scheduler.sync.report import CycleReport
-from tests.integration.http_proxy import HttpProxy
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
-from tests.support.rules import example_com_rules, platform_team
-
-USER = "mona"
-OWNER = "mona@example.com"
-NOW = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
-RULES = example_com_rules(platform_team(OWNER, "alice@example.com", "bob@example.com"))
+from tests.support.caldav_calendar import (  # noqa: F401
+    NOW,
+    OWNER,
+    RENAMED,
+    RULES,
+    USER,
+    Calendar,
+    cal,
+    entries,
+    one_on_one,
+)
 
 # Resource names as they appear in a URL; Radicale stores the first five as they are.
 STORED_AS_IS = ["with%20space.ics", "a%23b.ics", "a%25b.ics", "a%3Bb.ics", "%C3%A9t%C3%A9.ics"]
-# Radicale refuses these in a PUT; the proxy stores them under a plain name.
-RENAMED = {"a%3Fb.ics": "renamed-question.ics", "a%3Ab.ics": "renamed-colon.ics"}
 AWKWARD = STORED_AS_IS + list(RENAMED)
-
-
-def one_on_one(uid: str, with_whom: str = "alice@example.com") -> bytes:
-    return (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\n"
-        f"UID:{uid}\r\nDTSTAMP:20261101T120000Z\r\nDTSTART:20261201T090000Z\r\n"
-        "DTEND:20261201T093000Z\r\nSUMMARY:Mona 1:1\r\nDESCRIPTION:Notes\r\n"
-        f"ORGANIZER:mailto:{OWNER}\r\nATTENDEE:mailto:{OWNER}\r\n"
-        f"ATTENDEE:mailto:{with_whom}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    ).encode()
 
 
 TODO = (
@@ -70,75 +51,6 @@ FREEBUSY = (
     b"DTEND:20261201T170000Z\r\nFREEBUSY:20261201T090000Z/20261201T093000Z\r\n"
     b"END:VFREEBUSY\r\nEND:VCALENDAR\r\n"
 )
-
-
-@dataclass
-class Calendar:
-    """A fresh Radicale collection behind a proxy, a store, and the user's HTTP session."""
-
-    server: RadicaleServer
-    proxy: HttpProxy
-    path: str  # /mona/<id>/
-    store: Store
-    renderer: AgendaRenderer
-    user: Any  # niquests.Session with Basic auth, straight to Radicale
-
-    @property
-    def folder(self) -> Path:
-        return self.server.storage / "collection-root" / USER / self.path.strip("/").split("/")[-1]
-
-    def put(self, name: str, data: bytes) -> None:
-        """Store a resource as a user's app would, through the proxy (so renames apply)."""
-        response = self.user.put(
-            self.proxy.url + self.path + name,
-            data=data,
-            headers={"Content-Type": "text/calendar"},
-        )
-        assert response.status_code in (201, 204), (name, response.status_code)
-
-    def get(self, name: str) -> bytes:
-        response = self.user.get(self.proxy.url + self.path + name)
-        assert response.status_code == 200, (name, response.status_code)
-        return bytes(response.content)
-
-    def provider(self) -> CaldavProvider:
-        """A new provider, as a new process would build it."""
-        return CaldavProvider(
-            name="work",
-            url=self.proxy.url + "/",
-            username=USER,
-            password="pw",
-            calendar=self.path,
-            owner=OWNER,
-        )
-
-    def cycle(self, provider: CaldavProvider | None = None) -> CycleReport:
-        own = provider is None
-        provider = provider or self.provider()
-        try:
-            return run_cycle(provider, self.store, RULES, self.renderer, NOW)
-        finally:
-            if own:
-                provider.close()
-
-
-@pytest.fixture
-def cal(radicale_server: RadicaleServer, tmp_path: Path) -> Iterator[Calendar]:  # noqa: F811
-    user = niquests.Session()
-    user.auth = (USER, "pw")
-    path = f"/{USER}/{uuid.uuid4().hex}/"
-    assert user.request("MKCALENDAR", radicale_server.url + path).status_code == 201
-    proxy = HttpProxy(radicale_server.url)
-    proxy.rename = dict(RENAMED)
-    store = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
-    yield Calendar(radicale_server, proxy, path, store, AgendaRenderer(), user)
-    store.close()
-    proxy.close()
-    user.close()
-
-
-def entries(report: CycleReport) -> dict[str, dict[str, Any]]:
-    return {e["event_id"]: e for e in report.event_entries()}
 
 
 def relative_hrefs(method: str, path: str, body: bytes) -> bytes:
@@ -172,7 +84,8 @@ SPELLINGS = {"absolute": None, "relative": relative_hrefs, "respelled": respelle
 
 @pytest.mark.parametrize("spelling", list(SPELLINGS))
 def test_every_awkward_resource_name_is_read_written_and_reported(
-    cal: Calendar, spelling: str
+    cal: Calendar,  # noqa: F811
+    spelling: str,
 ) -> None:
     changed_hrefs: list[str] = []
     rewrite = SPELLINGS[spelling]
@@ -222,7 +135,8 @@ def test_every_awkward_resource_name_is_read_written_and_reported(
 
 
 def test_a_resource_the_server_cannot_serve_does_not_block_the_calendar(
-    cal: Calendar, caplog: pytest.LogCaptureFixture
+    cal: Calendar,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cal.put("alice.ics", one_on_one("alice@example.com"))
     cal.put("broken.ics", one_on_one("bob@example.com", "bob@example.com"))
@@ -261,7 +175,7 @@ def test_a_resource_the_server_cannot_serve_does_not_block_the_calendar(
     assert cal.proxy.counts() == {"report": 1}
 
 
-def test_tasks_and_free_busy_beside_a_one_on_one(cal: Calendar) -> None:
+def test_tasks_and_free_busy_beside_a_one_on_one(cal: Calendar) -> None:  # noqa: F811
     cal.put("alice.ics", one_on_one("alice@example.com"))
     cal.put("todo.ics", TODO)
     # Radicale will not store a VFREEBUSY; the proxy adds one to the collection.
@@ -296,7 +210,7 @@ def test_tasks_and_free_busy_beside_a_one_on_one(cal: Calendar) -> None:
     assert b"feedback agenda" not in cal.get("todo.ics")  # never written
 
 
-def test_a_uid_in_two_resources_is_a_clash_and_neither_is_written(cal: Calendar) -> None:
+def test_a_uid_in_two_resources_is_a_clash_and_neither_is_written(cal: Calendar) -> None:  # noqa: F811
     cal.put("alice.ics", one_on_one("alice@example.com"))
     cal.put("bob.ics", one_on_one("bob@example.com", "bob@example.com"))
     first = cal.cycle()

@@ -10,7 +10,7 @@ A write must send the stored bytes back with only DESCRIPTION and
 from __future__ import annotations
 
 from tests.integration.radicale import radicale_server  # noqa: F401
-from tests.integration.test_caldav_hrefs import (  # noqa: F401
+from tests.support.caldav_calendar import (  # noqa: F401
     Calendar,
     cal,
     entries,

@@ -17,11 +17,9 @@ canary may appear in:
 
 from __future__ import annotations
 
-import logging
 import re
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +40,7 @@ from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import EndpointServer
 from tests.integration.pg import postgres_schema
 from tests.support.clock import Clock
+from tests.support.logs import everything_logged_at_debug
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm
@@ -57,36 +56,6 @@ CANARIES = {
     "praise": "KANARIE-berom-5d21",
     "team_name": "KANARIE-team-0aa9",
 }
-
-
-class Captured(logging.Handler):
-    """Keeps every record's message, arguments and traceback text."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.texts: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        parts = [record.getMessage(), repr(record.args)]
-        if record.exc_info:
-            parts.append(logging.Formatter().formatException(record.exc_info))
-        self.texts.append("\n".join(parts))
-
-
-@contextmanager
-def everything_logged_at_debug() -> Iterator[Captured]:
-    handler = Captured()
-    loggers = [logging.getLogger(), *map(logging.getLogger, list(logging.root.manager.loggerDict))]
-    levels = [(lg, lg.level) for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.DEBUG)
-    logging.getLogger().addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logging.getLogger().removeHandler(handler)
-        for lg, level in levels:
-            lg.setLevel(level)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -44,12 +44,14 @@ from tests.contract.calendars import (
     TIMEZONE,
     ZONE,
     AttendeeSpec,
+    CaldavCalendar,
     EventSpec,
+    GoogleCalendar,
     VdirCalendar,
+    fast_client,
     occurrence_ref,
+    when,
 )
-from tests.contract.test_caldav_contract import CaldavCalendar, fast_client
-from tests.contract.test_google_contract import GoogleCalendar, when
 from tests.fakes.google_api import instance_suffix
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
 from tests.support.clock import Clock

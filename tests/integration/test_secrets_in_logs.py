@@ -26,7 +26,7 @@ from feedback_agendas.integrations.redact import mask_url, mask_urls_in, split_u
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main as cli_main
 from tests.integration.radicale import RadicaleServer, radicale_server  # noqa: F401
-from tests.integration.test_privacy import everything_logged_at_debug
+from tests.support.logs import everything_logged_at_debug
 
 PASSWORD = "KANARIE-losen-8c3e"
 OWNER = "mona@example.com"

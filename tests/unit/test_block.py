@@ -25,6 +25,7 @@ from feedback_agendas.agendas.block import (
     read_block,
 )
 from feedback_agendas.agendas.model import TextFormat
+from tests.support.descriptions import google_divs, html_to_text
 
 TEXT, HTML = TextFormat.TEXT, TextFormat.HTML
 
@@ -332,18 +333,6 @@ def test_count_filled_praise_after_a_calendar_app_reformats_the_html() -> None:
 
 def text_to_html(description: str) -> str:
     return html.escape(description, quote=False).replace("\n", "<br>")
-
-
-def google_divs(description: str) -> str:
-    lines = re.split(r"<br\s*/?>", description)
-    return "".join(f"<div>{line}</div>" if line else "<div><br></div>" for line in lines)
-
-
-def html_to_text(description: str) -> str:
-    text = re.sub(r"<br\s*/?>", "\n", description, flags=re.I)
-    text = re.sub(r"<li>", "\n• ", text)
-    text = re.sub(r"</(?:ul|div|p)>", "\n", text)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def crlf(description: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -15,75 +14,29 @@ from feedback_agendas.agendas.classify import (
     skip,
 )
 from feedback_agendas.agendas.model import (
-    Attendee,
-    EventRef,
     EventType,
     Meeting,
     Status,
     Visibility,
 )
-from feedback_agendas.agendas.policy import OptOut, Org, Policy, Rules, Team
-
-MONA = "mona@example.com"  # manages platform
-ANNA = "anna@example.com"
-BO = "bo@example.com"
-CARL = "carl@example.com"
-SVEN = "sven@example.se"  # manages analys
-EVA = "eva@example.se"
-OLA = "ola@example.se"
-DORA = "dora@example.com"  # in no team
-ERIK = "erik@example.com"  # in no team
-FRIDA = "frida@example.com"  # in no team
-GUEST = "guest@customer.org"
-ROOM = "room-4@resource.example.com"
-
-PLATFORM = Team(
-    name="platform",
-    manager=MONA,
-    members=frozenset({ANNA, BO, CARL}),
-    timezone="Europe/Stockholm",
-    goals=("Ship the new billing API",),
+from feedback_agendas.agendas.policy import OptOut, Policy, Rules
+from tests.support.org import (
+    ANNA,
+    BO,
+    CARL,
+    DORA,
+    ERIK,
+    EVA,
+    FRIDA,
+    GUEST,
+    MONA,
+    OLA,
+    ROOM,
+    RULES,
+    SVEN,
+    meeting,
+    person,
 )
-ANALYS = Team(
-    name="analys",
-    manager=SVEN,
-    members=frozenset({EVA, OLA, MONA}),
-    locale="sv",
-    timezone="Europe/Stockholm",
-    positive_only_until=date(2026, 4, 30),
-)
-RULES = Rules(
-    org=Org(internal_domains=frozenset({"example.com", "example.se"}), teams=(PLATFORM, ANALYS)),
-)
-START = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
-
-
-def person(email: str, **kwargs: object) -> Attendee:
-    return Attendee(email=email, **kwargs)  # type: ignore[arg-type]
-
-
-def meeting(
-    *attendees: str | Attendee,
-    title: str = "Mona / Anna",
-    owner: str = MONA,
-    organizer: str | None = None,
-    description: str = "",
-    calendar: str = "mona",
-    **changes: object,
-) -> Meeting:
-    """A meeting in ``owner``'s calendar, organised by the owner unless told otherwise."""
-    base = Meeting(
-        ref=EventRef(calendar, f"evt-{abs(hash((title, attendees))) % 10**8}"),
-        title=title,
-        description=description,
-        start=START,
-        end=START + timedelta(minutes=30),
-        owner=owner,
-        etag="1",
-        organizer=organizer or owner,
-        attendees=tuple(a if isinstance(a, Attendee) else person(a) for a in attendees),
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def one_on_one(**changes: object) -> Meeting:

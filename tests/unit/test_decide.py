@@ -22,7 +22,7 @@ from feedback_agendas.agendas.model import (
 )
 from feedback_agendas.agendas.policy import Focus, OptOut, Policy, Rules
 from feedback_agendas.agendas.render import AgendaRenderer
-from tests.unit.test_classify import (
+from tests.support.org import (
     ANNA,
     BO,
     CARL,

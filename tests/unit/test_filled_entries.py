@@ -23,7 +23,7 @@ from feedback_agendas.agendas.classify import MeetingKind
 from feedback_agendas.agendas.model import TextFormat
 from feedback_agendas.agendas.plan import AgendaPlan, SlotKind
 from feedback_agendas.agendas.render import AgendaRenderer
-from tests.unit.test_block import google_divs, html_to_text
+from tests.support.descriptions import google_divs, html_to_text
 
 TEXT, HTML = TextFormat.TEXT, TextFormat.HTML
 LABELS = {

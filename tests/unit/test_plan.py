@@ -17,7 +17,7 @@ from feedback_agendas.agendas.model import Meeting
 from feedback_agendas.agendas.plan import SlotKind, in_positive_only_period, plan_agenda
 from feedback_agendas.agendas.policy import Focus, Policy, Rules, Team
 from feedback_agendas.agendas.recurrence import next_occurrence
-from tests.unit.test_classify import ANALYS, ANNA, BO, EVA, MONA, PLATFORM, RULES, SVEN, meeting
+from tests.support.org import ANALYS, ANNA, BO, EVA, MONA, PLATFORM, RULES, SVEN, meeting
 
 ONE_ON_ONE = Classification(MeetingKind.ONE_ON_ONE, team="platform", counterpart=ANNA)
 TEAM_MEETING = Classification(MeetingKind.TEAM, team="platform")

@@ -29,6 +29,7 @@ from feedback_agendas.agendas.errors import ConfigError
 from feedback_agendas.agendas.model import TextFormat
 from feedback_agendas.agendas.plan import AgendaPlan, SlotKind
 from feedback_agendas.agendas.render import AgendaRenderer
+from tests.support.plans import plan
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXT, HTML = TextFormat.TEXT, TextFormat.HTML
@@ -61,32 +62,6 @@ ENCOURAGE = {
     "en": "Start with praise only. It may feel strange at first; keep going.",
     "sv": "Börja med bara positiv feedback. Det kan kännas ovant i början, men fortsätt.",
 }
-
-
-def plan(
-    kind: MeetingKind = ONE,
-    slot: SlotKind = SlotKind.BETTER,
-    *,
-    locale: str = "en",
-    goals: tuple[str, ...] = (),
-    norm_enabled: bool = True,
-    norm_text: str | None = None,
-    trust_checkin: bool | None = None,
-    positive_only: bool = False,
-) -> AgendaPlan:
-    return AgendaPlan(
-        kind=kind,
-        slot=slot,
-        team="platform",
-        locale=locale,
-        timezone="Europe/Stockholm",
-        goals=goals,
-        norm_enabled=norm_enabled,
-        norm_text=norm_text,
-        trust_checkin=kind is ONE if trust_checkin is None else trust_checkin,
-        positive_only=positive_only,
-        occurrence_start=datetime(2026, 3, 2, 9, tzinfo=UTC),
-    )
 
 
 @pytest.fixture(scope="module")
