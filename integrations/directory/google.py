@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -21,13 +20,13 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
 
-from feedback_agendas.agendas.policy import Team
 from feedback_agendas.integrations.calendars.google_client import load_credentials
 from feedback_agendas.integrations.calendars.google_errors import (
     TRANSPORT_ERRORS,
     translate_http_error,
     translate_transport_error,
 )
+from feedback_agendas.integrations.directory.base import ManagerReports
 from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.user.readonly"
@@ -44,14 +43,6 @@ def _users_resource(endpoint: str) -> Any:
         json.loads(text), http=httplib2.Http(), client_options={"api_endpoint": endpoint}
     )
     return service.users()
-
-
-@dataclass(frozen=True, slots=True)
-class ManagerReports:
-    """One manager and the addresses of their direct reports (lower case)."""
-
-    manager: str
-    reports: frozenset[str]
 
 
 class GoogleDirectory:
@@ -128,23 +119,3 @@ class GoogleDirectory:
             for conn in list(connections.values()):
                 conn.close()
             connections.clear()
-
-
-def merge_teams(config_teams: Iterable[Team], found: Iterable[ManagerReports]) -> tuple[Team, ...]:
-    """Config teams, plus one team per manager the config does not already cover.
-
-    The config wins: a manager with a configured team keeps exactly that team.
-    A manager the directory names without reports adds nothing.
-    """
-    teams = list(config_teams)
-    configured = {t.manager for t in teams}
-    names = {t.name for t in teams}
-    for entry in sorted(found, key=lambda e: e.manager):
-        if entry.manager in configured or not entry.reports:
-            continue
-        name = f"directory:{entry.manager}"
-        if name in names:
-            continue
-        teams.append(Team(name=name, manager=entry.manager, members=entry.reports))
-        names.add(name)
-    return tuple(teams)

@@ -17,15 +17,15 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.policy import Rules
-from feedback_agendas.integrations.directory.google import (
-    GoogleDirectory,
+from feedback_agendas.integrations.directory.base import (
+    DirectoryReader,
     ManagerReports,
     merge_teams,
 )
+from feedback_agendas.integrations.directory.google import GoogleDirectory
 from feedback_agendas.scheduler.config.schema import AppConfig, DirectoryConfig
 
 log = logging.getLogger(__name__)
@@ -33,14 +33,6 @@ log = logging.getLogger(__name__)
 REFRESH_EVERY = timedelta(days=1)
 # After a failed refresh, keep the last good answer and try again sooner.
 RETRY_AFTER_FAILURE = timedelta(hours=1)
-
-
-class DirectoryReader(Protocol):
-    """Who reports to whom (the Google directory reader fits)."""
-
-    def reports_of(self, manager: str) -> ManagerReports: ...
-
-    def close(self) -> None: ...
 
 
 DirectoryFactory = Callable[[DirectoryConfig], DirectoryReader]

@@ -6,11 +6,8 @@ import pytest
 
 from feedback_agendas.agendas.errors import RateLimited
 from feedback_agendas.agendas.policy import Team
-from feedback_agendas.integrations.directory.google import (
-    GoogleDirectory,
-    ManagerReports,
-    merge_teams,
-)
+from feedback_agendas.integrations.directory.base import ManagerReports, merge_teams
+from feedback_agendas.integrations.directory.google import GoogleDirectory
 from feedback_agendas.integrations.retry import RetryPolicy
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 
