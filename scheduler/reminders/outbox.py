@@ -28,57 +28,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    and_,
-    func,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from feedback_agendas.integrations.retry import RetryPolicy, backoff_delay
-from feedback_agendas.scheduler.storage.db import UTCDateTime, write_transaction
-
-# The outbox tables still live in their own MetaData:
-# ``scheduler.storage.migrations.schema_metadata`` lists it next to
-# ``scheduler.storage.db.metadata``. Moving them into the shared one needs that
-# list to drop this entry in the same change (a table copied twice warns).
-metadata = MetaData()
-
-outbox_table = Table(
-    "reminder_outbox",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("kind", String(32), nullable=False),
-    Column("occurrence", String(512), nullable=False),
-    Column("recipient", String(320), nullable=False),
-    Column("channel", String(32), nullable=False),
-    Column("team", String(100), nullable=True),
-    Column("params", Text, nullable=False, default="{}"),
-    Column("due_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime, nullable=False),
-    Column("state", String(12), nullable=False, default="pending"),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", UTCDateTime, nullable=False),
-    Column("lease_owner", String(255), nullable=True),  # a replica id (revision 0050)
-    Column("lease_until", UTCDateTime, nullable=True),
-    Column("last_error", String(64), nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("sent_at", UTCDateTime, nullable=True),
-    UniqueConstraint("kind", "occurrence", "recipient", "channel", name="uq_reminder_outbox_key"),
-    Index("ix_reminder_outbox_due", "state", "next_attempt_at"),
-)
+from feedback_agendas.scheduler.storage.db import insert_ignoring, write_transaction
+from feedback_agendas.scheduler.storage.tables import reminder_outbox as outbox_table
 
 PENDING, SENDING, SENT, DEAD, EXPIRED, CANCELLED = (
     "pending",
@@ -196,14 +151,9 @@ class Outbox:
                 )
                 changed += 1
             if inserts:
-                insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-                stmt = (
-                    insert(t)
-                    .on_conflict_do_nothing(
-                        index_elements=["kind", "occurrence", "recipient", "channel"]
-                    )
-                    .returning(t.c.id)
-                )
+                stmt = insert_ignoring(
+                    conn, t, ["kind", "occurrence", "recipient", "channel"]
+                ).returning(t.c.id)
                 # rowcount of an executemany is not reliable across drivers
                 changed += len(conn.execute(stmt, inserts).all())
         return changed
@@ -436,13 +386,3 @@ class Outbox:
                 )
                 or 0
             )
-
-    def sent_today(self, kind: str, occurrence: str) -> bool:
-        t = outbox_table
-        with self.engine.connect() as conn:
-            found = conn.scalar(
-                select(func.count()).where(
-                    t.c.kind == kind, t.c.occurrence == occurrence, t.c.state == SENT
-                )
-            )
-        return bool(found)

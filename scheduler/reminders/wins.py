@@ -26,35 +26,16 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Column, Date, Index, Integer, String, Table, UniqueConstraint, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from feedback_agendas.scheduler.reminders.outbox import metadata
-from feedback_agendas.scheduler.storage.db import UTCDateTime, write_transaction
+from feedback_agendas.scheduler.storage.db import insert_ignoring, write_transaction
+from feedback_agendas.scheduler.storage.tables import feedback_wins as wins_table
 
 WIN_KINDS = ("praise", "corrective")
 # The source of wins from 1:1s: private, counted only in the manager's digest.
 ONE_ON_ONE = "one_on_one"
-
-wins_table = Table(
-    "feedback_wins",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("team", String(100), nullable=False),
-    Column("day", Date, nullable=False),  # in the team's time zone
-    Column("kind", String(16), nullable=False),
-    Column("source", String(16), nullable=False),  # meeting | cli | one_on_one (private)
-    Column("occurrence", String(512), nullable=False),
-    Column("count", Integer, nullable=False),
-    Column("vague", Integer, nullable=False, default=0),
-    Column("recorded_at", UTCDateTime, nullable=False),
-    UniqueConstraint("source", "occurrence", "kind", name="uq_feedback_wins_occurrence"),
-    Index("ix_feedback_wins_team_day", "team", "day"),
-)
 
 # Praise that names no behaviour. Compared after folding case, punctuation and
 # emoji away, so "Good job!!" and "bra jobbat :)" both count.
@@ -122,10 +103,6 @@ class WinCounts:
     one_on_one_praise: int = 0
 
 
-def _insert(engine: Engine) -> Any:
-    return pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-
-
 def record_meeting_praise(
     engine: Engine,
     *,
@@ -144,7 +121,7 @@ def record_meeting_praise(
     if filled <= 0:
         return False
     stmt = (
-        _insert(engine)(wins_table)
+        insert_ignoring(engine, wins_table, ["source", "occurrence", "kind"])
         .values(
             team=team,
             day=day,
@@ -155,7 +132,6 @@ def record_meeting_praise(
             vague=min(vague, filled),
             recorded_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["source", "occurrence", "kind"])
         .returning(wins_table.c.id)
     )
     with write_transaction(engine) as conn:
@@ -173,7 +149,7 @@ def record_one_on_one(
     if kind not in WIN_KINDS:
         raise ValueError(f"kind must be one of {', '.join(WIN_KINDS)}")
     stmt = (
-        _insert(engine)(wins_table)
+        insert_ignoring(engine, wins_table, ["source", "occurrence", "kind"])
         .values(
             team=team,
             day=day,
@@ -184,7 +160,6 @@ def record_one_on_one(
             vague=0,
             recorded_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["source", "occurrence", "kind"])
         .returning(wins_table.c.id)
     )
     with write_transaction(engine) as conn:

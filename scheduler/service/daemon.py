@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Column, Integer, String, Table, select, text, update
+from sqlalchemy import select, text, update
 
 from feedback_agendas.agendas.block import count_filled_entries, count_filled_praise, read_block
 from feedback_agendas.agendas.classify import MeetingKind
@@ -45,7 +45,7 @@ from feedback_agendas.integrations.calendars.base import CalendarProvider
 from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
 from feedback_agendas.integrations.notify.base import Notifier, channel_id
 from feedback_agendas.scheduler.config.schema import AppConfig
-from feedback_agendas.scheduler.reminders.outbox import DEAD, Outbox, OutboxItem, metadata
+from feedback_agendas.scheduler.reminders.outbox import DEAD, Outbox, OutboxItem
 from feedback_agendas.scheduler.reminders.planning import (
     CELEBRATION,
     DIGEST_MANAGER,
@@ -75,8 +75,10 @@ from feedback_agendas.scheduler.reminders.wins import (
 from feedback_agendas.scheduler.service.commands import make_renderer
 from feedback_agendas.scheduler.service.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from feedback_agendas.scheduler.storage import leases
-from feedback_agendas.scheduler.storage.db import UTCDateTime, write_transaction
+from feedback_agendas.scheduler.storage.db import write_transaction
 from feedback_agendas.scheduler.storage.store import CalendarHealth, Store
+from feedback_agendas.scheduler.storage.tables import MAX_OCCURRENCE_KEY
+from feedback_agendas.scheduler.storage.tables import praise_readbacks as readbacks_table
 from feedback_agendas.scheduler.sync.cycle import fail_cycle, run_calendar, utc_now
 from feedback_agendas.scheduler.sync.failures import (
     AUTH,
@@ -101,27 +103,6 @@ REBUILD_PROVIDER_AFTER = frozenset({AUTH, CONFIG, INTERNAL, NOT_FOUND, PERMISSIO
 READBACK_WINDOW = timedelta(hours=24)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-# Meetings whose slot is read back once they have ended: a team meeting's
-# praise slot (slot "praise", or NULL in rows from before 1:1s were read
-# back) and a 1:1's focus slot (planning.ONE_ON_ONE_SLOTS: well, better, stop).
-readbacks_table = Table(
-    "praise_readbacks",
-    metadata,
-    Column("occurrence", String(512), primary_key=True),
-    Column("calendar", String(200), nullable=False),
-    Column("event_id", String(1024), nullable=False),
-    Column("recurrence_id", String(64), nullable=True),
-    Column("team", String(100), nullable=False),
-    Column("ends_at", UTCDateTime, nullable=False),
-    Column("read_at", UTCDateTime, nullable=True),
-    Column("filled", Integer, nullable=True),
-    Column("slot", String(16), nullable=True),
-    # A digest of the etag of what was read (revision 0040), never of its text.
-    Column("version", String(32), nullable=True),
-)
-
-
-MAX_OCCURRENCE_KEY = 512  # reminder_outbox.occurrence, praise_readbacks.occurrence
 
 
 def occurrence_key(ref: EventRef, start: datetime) -> str:

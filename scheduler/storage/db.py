@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Dialect, Engine, Insert, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
@@ -29,17 +30,6 @@ from feedback_agendas.agendas.errors import UserError
 from feedback_agendas.integrations.redact import mask_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-
-# Stable constraint names, so that migrations can refer to them on both databases.
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
 
 _BEGIN_MODES = {"DEFERRED": "BEGIN", "IMMEDIATE": "BEGIN IMMEDIATE"}
 
@@ -73,12 +63,40 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def is_sqlite(engine: Engine | Connection) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def is_postgresql(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def insert_ignoring(bind: Engine | Connection, table: Table, keys: Sequence[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING``, on SQLite and PostgreSQL alike.
+
+    Add ``.returning(...)`` to learn which rows went in (``rowcount`` of an
+    executemany is not reliable across drivers).
+    """
+    return _dialect_insert(bind, table).on_conflict_do_nothing(index_elements=list(keys))
+
+
+def upsert(
+    bind: Engine | Connection,
+    table: Table,
+    keys: Sequence[str],
+    set_: Mapping[str, Any] | None = None,
+) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE``, on SQLite and PostgreSQL alike.
+
+    ``set_`` says what a conflicting row becomes (values or expressions on the
+    table's columns); by default every other column takes the new row's value.
+    """
+    stmt = _dialect_insert(bind, table)
+    if set_ is None:
+        set_ = {col.name: stmt.excluded[col.name] for col in table.columns if col.name not in keys}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=dict(set_))
+
+
+def _dialect_insert(bind: Engine | Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if bind.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def create_engine_for(url: str) -> Engine:

@@ -18,31 +18,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import (
-    Column,
-    ColumnElement,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    and_,
-    case,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, and_, case, or_, select, update
 
-from feedback_agendas.scheduler.storage.db import UTCDateTime, metadata, write_transaction
+from feedback_agendas.scheduler.storage.db import insert_ignoring, write_transaction
 from feedback_agendas.scheduler.storage.store import Store
-
-leases = Table(
-    "leases",
-    metadata,
-    Column("resource", String(255), nullable=False),
-    Column("holder", String(255), nullable=True),  # None: free
-    Column("expires_at", UTCDateTime(), nullable=True),
-    PrimaryKeyConstraint("resource"),
-)
+from feedback_agendas.scheduler.storage.tables import leases
 
 
 def claim(
@@ -144,8 +124,7 @@ def _register(store: Store, names: list[str]) -> None:
     # A separate, short transaction: concurrent claimers must not hold each
     # other up on freshly inserted (still uncommitted) rows.
     with write_transaction(store.engine) as conn:
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         conn.execute(
-            dialect_insert(leases).on_conflict_do_nothing(index_elements=["resource"]),
+            insert_ignoring(conn, leases, ["resource"]),
             [{"resource": name, "holder": None, "expires_at": None} for name in names],
         )

@@ -31,17 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import (
-    Boolean,
-    Column,
     Connection,
     Engine,
-    ForeignKeyConstraint,
-    Index,
-    Integer,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    Text,
     bindparam,
     delete,
     func,
@@ -49,7 +40,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import QueuePool
 
@@ -60,10 +50,20 @@ from feedback_agendas.scheduler.storage.db import (
     UTCDateTime,
     _writer_lock,
     create_engine_for,
-    metadata,
+    upsert,
     write_transaction,
 )
 from feedback_agendas.scheduler.storage.migrations import migrate
+from feedback_agendas.scheduler.storage.tables import MAX_EVENT_ID as MAX_EVENT_ID
+from feedback_agendas.scheduler.storage.tables import MAX_RECURRENCE_ID as MAX_RECURRENCE_ID
+from feedback_agendas.scheduler.storage.tables import (
+    caldav_collections,
+    calendar_cursors,
+    calendar_health,
+    event_records,
+    run_log,
+    run_log_counts,
+)
 
 # Keep this many runs per calendar in the run log; older ones are pruned on commit
 # (after a quiet cycle, on one commit in QUIET_PRUNE_EVERY, drawn at random).
@@ -72,85 +72,6 @@ QUIET_PRUNE_EVERY = 50
 
 # A series (or single event) has no recurrence id; the key column cannot be NULL.
 _SERIES = ""
-
-# The longest ids the event_records key holds (the engine skips events with longer ones).
-MAX_EVENT_ID = 1024
-MAX_RECURRENCE_ID = 64
-
-calendar_cursors = Table(
-    "calendar_cursors",
-    metadata,
-    Column("calendar", String(200), nullable=False),
-    Column("cursor", Text(), nullable=True),  # the provider's opaque sync token
-    Column("updated_at", UTCDateTime(), nullable=False),
-    PrimaryKeyConstraint("calendar"),
-)
-
-event_records = Table(
-    "event_records",
-    metadata,
-    Column("calendar", String(200), nullable=False),
-    Column("event_id", String(MAX_EVENT_ID), nullable=False),
-    Column("recurrence_id", String(MAX_RECURRENCE_ID), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("reason", String(64), nullable=True),
-    Column("action", String(32), nullable=False),
-    Column("block_hash", String(128), nullable=True),
-    Column("revisit_at", UTCDateTime(), nullable=True),
-    Column("pending_write", Boolean(), nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
-    PrimaryKeyConstraint("calendar", "event_id", "recurrence_id"),
-)
-
-run_log = Table(
-    "run_log",
-    metadata,
-    Column("id", Integer(), autoincrement=True, nullable=False),
-    Column("calendar", String(200), nullable=False),
-    Column("started_at", UTCDateTime(), nullable=False),
-    Column("finished_at", UTCDateTime(), nullable=False),
-    Column("ok", Boolean(), nullable=False),
-    Column("error_kind", String(64), nullable=True),
-    Column("writes", Integer(), nullable=False),
-    PrimaryKeyConstraint("id"),
-    Index("ix_run_log_calendar_id", "calendar", "id"),
-)
-
-run_log_counts = Table(
-    "run_log_counts",
-    metadata,
-    Column("run_id", Integer(), nullable=False),
-    Column("code", String(128), nullable=False),
-    Column("count", Integer(), nullable=False),
-    PrimaryKeyConstraint("run_id", "code"),
-    ForeignKeyConstraint(["run_id"], ["run_log.id"], ondelete="CASCADE"),
-)
-
-# Each calendar's health, for /readyz and the metrics of every replica (revision 0050).
-calendar_health = Table(
-    "calendar_health",
-    metadata,
-    Column("calendar", String(200), nullable=False),
-    Column("last_success_at", UTCDateTime(), nullable=True),
-    Column("last_failure_at", UTCDateTime(), nullable=True),
-    Column("consecutive_failures", Integer(), nullable=False),
-    Column("last_error_kind", String(64), nullable=True),
-    PrimaryKeyConstraint("calendar"),
-)
-
-# Where each CalDAV calendar named by display name was found, so that a new
-# process (a cron sync, a restarted daemon, another replica) does not discover
-# it again. ``config_digest`` is a digest of the server URL (without any
-# userinfo), the user name and the calendar's name: a config change means a
-# new discovery. No credentials. (revision 0060)
-caldav_collections = Table(
-    "caldav_collections",
-    metadata,
-    Column("calendar", String(200), nullable=False),
-    Column("config_digest", String(64), nullable=False),
-    Column("url", Text(), nullable=False),
-    PrimaryKeyConstraint("calendar"),
-)
 
 # A code is a short identifier ("one_on_one", "skipped.not_organizer",
 # "error.RateLimited"): no spaces, so a sentence cannot pass for one.
@@ -305,11 +226,9 @@ class Store:
                     delete(caldav_collections).where(caldav_collections.c.calendar == calendar)
                 )
                 return
-            _upsert(
-                conn,
-                caldav_collections,
+            conn.execute(
+                upsert(conn, caldav_collections, ["calendar"]),
                 [{"calendar": calendar, "config_digest": config_digest, "url": url}],
-                keys=("calendar",),
             )
 
     # -- records -------------------------------------------------------------
@@ -359,18 +278,14 @@ class Store:
         _check_cycle(calendar, upserts, deletes, run)
         with write_transaction(self.engine) as conn:
             if cursor is not None:
-                _upsert(
-                    conn,
-                    calendar_cursors,
+                conn.execute(
+                    upsert(conn, calendar_cursors, ["calendar"]),
                     [{"calendar": calendar, "cursor": cursor, "updated_at": run.finished_at}],
-                    keys=("calendar",),
                 )
             if upserts:
-                _upsert(
-                    conn,
-                    event_records,
+                conn.execute(
+                    upsert(conn, event_records, ["calendar", "event_id", "recurrence_id"]),
                     [_row_from_record(rec) for rec in upserts],
-                    keys=("calendar", "event_id", "recurrence_id"),
                 )
             if deletes:
                 t = event_records.c
@@ -722,45 +637,27 @@ def upgrade(url: str) -> str:
 def _record_health(conn: Connection, run: RunSummary) -> None:
     """Count the run in ``calendar_health``: a success resets the failures in a row."""
     t = calendar_health
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     if run.ok:
         values: dict[str, Any] = {
             "last_success_at": run.finished_at,
             "consecutive_failures": 0,
             "last_error_kind": None,
         }
-        stmt = dialect_insert(t).values(calendar=run.calendar, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["calendar"], set_=values))
+        conn.execute(upsert(conn, t, ["calendar"], values).values(calendar=run.calendar, **values))
         return
-    stmt = dialect_insert(t).values(
-        calendar=run.calendar,
-        last_failure_at=run.finished_at,
-        consecutive_failures=1,
-        last_error_kind=run.error_kind,
-    )
+    failed = {
+        "last_failure_at": run.finished_at,
+        "consecutive_failures": t.c.consecutive_failures + 1,
+        "last_error_kind": run.error_kind,
+    }
     conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["calendar"],
-            set_={
-                "last_failure_at": run.finished_at,
-                "consecutive_failures": t.c.consecutive_failures + 1,
-                "last_error_kind": run.error_kind,
-            },
+        upsert(conn, t, ["calendar"], failed).values(
+            calendar=run.calendar,
+            last_failure_at=run.finished_at,
+            consecutive_failures=1,
+            last_error_kind=run.error_kind,
         )
     )
-
-
-def _upsert(
-    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...]
-) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={col.name: stmt.excluded[col.name] for col in table.columns if col.name not in keys},
-    )
-    conn.execute(stmt, rows)
 
 
 def _check_code(field: str, value: str | None, max_len: int, *, optional: bool = False) -> None:

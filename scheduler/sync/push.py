@@ -49,14 +49,15 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Column, Index, String, Table, delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.integrations.calendars.google_push import PushChannel, push_channel_id
 from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.storage import leases
-from feedback_agendas.scheduler.storage.db import UTCDateTime, metadata, write_transaction
+from feedback_agendas.scheduler.storage.db import write_transaction
 from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import push_channels as push_channels_table
 from feedback_agendas.scheduler.sync.cycle import utc_now
 from feedback_agendas.scheduler.sync.providers import build_provider
 
@@ -74,25 +75,6 @@ PUSH_SYNC_WINDOW = timedelta(seconds=10)
 _MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
 # Message numbers remembered per channel for the replay check.
 RECENT_MESSAGES = 48
-
-push_channels_table = Table(
-    "push_channels",
-    metadata,
-    Column("channel_id", String(64), primary_key=True),
-    Column("calendar", String(200), nullable=False),
-    Column("resource_id", String(255), nullable=False),
-    Column("verifier", String(64), nullable=False),  # sha256 hex of the channel token
-    Column("expires_at", UTCDateTime(), nullable=True),
-    Column("registered_by", String(255), nullable=False),
-    Column("created_at", UTCDateTime(), nullable=False),
-    # The last RECENT_MESSAGES X-Goog-Message-Numbers accepted, space-separated:
-    # a number among them is a replay.
-    Column("recent_numbers", String(1000), nullable=True),
-    # When a notification last started a sync of this channel's calendar.
-    Column("synced_at", UTCDateTime(), nullable=True),
-    Index("ix_push_channels_calendar", "calendar"),
-)
-
 
 # (calendar, channel id, when the notification came, when to call follow_up)
 SyncLater = Callable[[str, str, datetime, datetime], None]

@@ -22,9 +22,9 @@ from feedback_agendas.scheduler.reminders.outbox import (
     DEAD,
     NewReminder,
     Outbox,
-    metadata,
     outbox_table,
 )
+from feedback_agendas.scheduler.storage.tables import metadata
 from tests.integration.pg import postgres_engine
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 

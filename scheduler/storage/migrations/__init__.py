@@ -3,8 +3,9 @@
 Alembic is configured in code (no ``alembic.ini``): ``script_location`` is this
 package's folder, so a plain ``pip install .`` carries everything needed.
 
-To add a migration, declare the table in its module, add that module to
-:func:`schema_metadata`, and let Alembic draft the file from a database at head::
+To add a migration, declare the table (or column) in
+:mod:`feedback_agendas.scheduler.storage.tables`, then let Alembic draft the file
+from a database at head::
 
     python -c "import feedback_agendas.scheduler.storage.migrations as m; m.draft_revision('foo')"
 
@@ -14,7 +15,6 @@ that the migrated schema equals the tables the code declares.
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from pathlib import Path
 
@@ -37,20 +37,14 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent
 _PG_MIGRATION_LOCK = 0x6661_6D69_6772_6174  # "famigrat"
 
 
-def schema_metadata() -> list[MetaData]:
+def schema_metadata() -> MetaData:
     """Every table the code uses, for autogenerate and for checking migrations against code.
 
     Imported lazily: applying migrations needs none of it.
     """
-    # Each module registers its tables when imported (the daemon: praise read-backs;
-    # push: the Google push channels).
-    modules = ("storage.store", "storage.leases", "reminders.wins", "service.daemon", "sync.push")
-    for module in modules:
-        importlib.import_module(f"feedback_agendas.scheduler.{module}")
-    from feedback_agendas.scheduler.reminders import outbox
-    from feedback_agendas.scheduler.storage.db import metadata
+    from feedback_agendas.scheduler.storage.tables import metadata
 
-    return [metadata, outbox.metadata]
+    return metadata
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
