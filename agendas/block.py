@@ -56,6 +56,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 from feedback_agendas.agendas.model import TextFormat
+from feedback_agendas.agendas.praise import is_vague_praise
 
 START_MARKER = "── feedback agenda ──"
 END_MARKER = "── end of feedback agenda ──"
@@ -68,7 +69,9 @@ _SEPARATOR = {TextFormat.TEXT: "\n\n", TextFormat.HTML: "<br><br>"}
 _LINE_BREAK = {TextFormat.TEXT: "\n", TextFormat.HTML: "<br>"}
 
 # Labels of the praise entries the team templates render (en, sv). A filled
-# entry keeps the label and replaces the placeholder after the colon.
+# entry keeps the label and replaces the placeholder after the colon. Admins
+# whose own templates use other labels add them in the config
+# (``policy.entry_labels``), see :class:`EntryLabels`.
 PRAISE_ENTRY_LABELS = ("praise", "beröm")
 # Labels of the entries in a 1:1's focus slot (en, sv; "Situation" is both).
 # Only these lines are entries: other lines of our block also read
@@ -522,52 +525,100 @@ def read_block(description: str) -> str | None:
     return _readable(description[first.content_begin : first.content_end])
 
 
+@dataclass(frozen=True, slots=True)
+class EntryLabels:
+    """The labels of the entries people fill in: ours (en, sv) and any an admin adds.
+
+    Only a line ``Label: ...`` with one of these labels, inside our block, is
+    an entry; matched without regard to case.
+    """
+
+    praise: tuple[str, ...] = PRAISE_ENTRY_LABELS
+    one_on_one: tuple[str, ...] = ONE_ON_ONE_ENTRY_LABELS
+
+    def adding(self, *, praise: Iterable[str] = (), one_on_one: Iterable[str] = ()) -> EntryLabels:
+        """These labels plus ``praise`` and ``one_on_one`` (an admin's own templates)."""
+        return EntryLabels(
+            praise=_merged(self.praise, praise), one_on_one=_merged(self.one_on_one, one_on_one)
+        )
+
+
+def _merged(ours: tuple[str, ...], extra: Iterable[str]) -> tuple[str, ...]:
+    known = {label.casefold() for label in ours}
+    added = [label for label in extra if label.casefold() not in known]
+    return ours + tuple(dict.fromkeys(added))
+
+
+OUR_ENTRY_LABELS = EntryLabels()
+
+
+@lru_cache(maxsize=32)
 def _entry_pattern(labels: tuple[str, ...]) -> re.Pattern[str]:
     """A line ``Label: rest`` (optionally bulleted) for one of ``labels``, any case."""
     names = "|".join(r"\s+".join(map(re.escape, label.split())) for label in labels)
     return re.compile(rf"^(?:- )?(?:{names})\s*:(?P<rest>.*)$", re.IGNORECASE)
 
 
-_PRAISE_ENTRY = _entry_pattern(PRAISE_ENTRY_LABELS)
-_ONE_ON_ONE_ENTRY = _entry_pattern(ONE_ON_ONE_ENTRY_LABELS)
 _NOT_CONTENT = "_.…-–— "
 
 
-def _count_filled(description: str, entry: re.Pattern[str]) -> int:
-    """How many ``entry`` lines of our block hold more than a placeholder after the colon."""
+def _filled_entries(description: str, labels: tuple[str, ...]) -> list[str]:
+    """The ``labels`` lines of our block that hold more than a placeholder after the colon."""
     body = read_block(description)
     if body is None:
-        return 0
-    filled = 0
+        return []
+    entry = _entry_pattern(labels)
+    filled = []
     for line in body.split("\n"):
         match = entry.match(line)
         if match and match["rest"].strip(_NOT_CONTENT):
-            filled += 1
+            filled.append(match["rest"].strip(_NOT_CONTENT))
     return filled
 
 
-def count_filled_praise(description: str) -> int:
+def count_filled_praise(description: str, labels: tuple[str, ...] = PRAISE_ENTRY_LABELS) -> int:
     """How many praise entries in the block were filled in (for R6 wins).
 
-    An entry is a line ``Praise: ...`` (``Beröm: ...``); it is filled when
-    anything other than the ``___`` placeholder, dots or dashes follows the
-    colon. Works on any rendering of the block (text, HTML, reformatted).
+    An entry is a line ``Praise: ...`` (``Beröm: ...``, or another of
+    ``labels``); it is filled when anything other than the ``___``
+    placeholder, dots or dashes follows the colon. Works on any rendering of
+    the block (text, HTML, reformatted).
     """
-    return _count_filled(description, _PRAISE_ENTRY)
+    return len(_filled_entries(description, labels))
 
 
-def count_filled_entries(description: str) -> int:
+@dataclass(frozen=True, slots=True)
+class PraiseCount:
+    """The filled praise entries of a block, and how many of them are vague. Numbers only."""
+
+    filled: int = 0
+    vague: int = 0
+
+
+def count_praise(description: str, labels: tuple[str, ...] = PRAISE_ENTRY_LABELS) -> PraiseCount:
+    """:func:`count_filled_praise`, and how many of those entries are vague praise.
+
+    What was written is feedback content and never leaves this function.
+    """
+    entries = _filled_entries(description, labels)
+    return PraiseCount(len(entries), sum(1 for entry in entries if is_vague_praise(entry)))
+
+
+def count_filled_entries(
+    description: str, labels: tuple[str, ...] = ONE_ON_ONE_ENTRY_LABELS
+) -> int:
     """How many entries of a 1:1's focus slot were filled in (R6: a 1:1 marked as done).
 
     An entry is a line ``Situation: ...``, ``Behaviour: ...``, ``Impact: ...``
     or ``What to do instead: ...`` (Swedish: ``Situation``, ``Beteende``,
-    ``Effekt``, ``Vad du kan göra i stället``), bulleted or not; it is filled
-    when anything other than the ``___`` placeholder, dots or dashes follows
-    the colon. Only lines inside our block count. Works on any rendering of
-    the block (text, HTML, reformatted). The caller gets a number only: what
-    was written is feedback content and never leaves this function.
+    ``Effekt``, ``Vad du kan göra i stället``; or another of ``labels``),
+    bulleted or not; it is filled when anything other than the ``___``
+    placeholder, dots or dashes follows the colon. Only lines inside our
+    block count. Works on any rendering of the block (text, HTML,
+    reformatted). The caller gets a number only: what was written is
+    feedback content and never leaves this function.
     """
-    return _count_filled(description, _ONE_ON_ONE_ENTRY)
+    return len(_filled_entries(description, labels))
 
 
 # Headings and the entry that only a corrective slot has, in the shipped

@@ -208,6 +208,18 @@ def _check_agenda_text(value: str) -> str:
 AgendaText = Annotated[str, Field(min_length=1), AfterValidator(_check_agenda_text)]
 
 
+def _check_entry_label(value: str) -> str:
+    """A label as a template writes it before the colon: words, no colon, one line."""
+    if not value.strip():
+        raise ValueError("an entry label cannot be blank")
+    if ":" in value:
+        raise ValueError("an entry label is the text before the colon: leave the colon out")
+    return _check_agenda_text(value.strip())
+
+
+EntryLabel = Annotated[str, Field(max_length=60), AfterValidator(_check_entry_label)]
+
+
 class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

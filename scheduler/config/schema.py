@@ -38,6 +38,7 @@ from feedback_agendas.scheduler.config.fields import (
     Credentials,
     Domain,
     Email,
+    EntryLabel,
     FrozenModel,
     HttpUrl,
     Loc,
@@ -197,6 +198,13 @@ class TeamNormConfig(FrozenModel):
     text: dict[Locale, AgendaText] = Field(default_factory=dict)
 
 
+class EntryLabelsConfig(FrozenModel):
+    """Labels of the entries in an admin's own templates, counted besides ours."""
+
+    praise: tuple[EntryLabel, ...] = ()
+    one_on_one: tuple[EntryLabel, ...] = ()
+
+
 class PolicyConfig(FrozenModel):
     horizon_days: int = Field(default=14, ge=1, le=366)
     team_meeting_keywords: tuple[NonEmptyStr, ...] = (
@@ -210,6 +218,7 @@ class PolicyConfig(FrozenModel):
     team_norm: TeamNormConfig = TeamNormConfig()
     trust_checkin: bool = True
     templates: Annotated[RelativePath, AfterValidator(existing_dir)] | None = None
+    entry_labels: EntryLabelsConfig = EntryLabelsConfig()
 
 
 class OptOutConfig(FrozenModel):

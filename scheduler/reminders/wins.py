@@ -22,7 +22,6 @@ a team's celebration, digest or streak, which the whole team sees.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -30,62 +29,15 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from feedback_agendas.agendas.policy import Team
+from feedback_agendas.scheduler.reminders.outbox import Outbox
+from feedback_agendas.scheduler.reminders.planning import ReminderSettings, plan_celebration
 from feedback_agendas.scheduler.storage.db import insert_ignoring, write_transaction
 from feedback_agendas.scheduler.storage.tables import feedback_wins as wins_table
 
 WIN_KINDS = ("praise", "corrective")
 # The source of wins from 1:1s: private, counted only in the manager's digest.
 ONE_ON_ONE = "one_on_one"
-
-# Praise that names no behaviour. Compared after folding case, punctuation and
-# emoji away, so "Good job!!" and "bra jobbat :)" both count.
-VAGUE_PRAISE = frozenset(
-    {
-        "good job",
-        "great job",
-        "nice job",
-        "well done",
-        "good work",
-        "great work",
-        "nice work",
-        "awesome",
-        "great",
-        "good",
-        "nice",
-        "thanks",
-        "thank you",
-        "kudos",
-        "bra jobbat",
-        "bra jobbat allihop",
-        "snyggt",
-        "snyggt jobbat",
-        "bra gjort",
-        "grymt",
-        "grymt jobbat",
-        "tack",
-        "tack så mycket",
-        "toppen",
-        "kanon",
-        "bra",
-        "fint jobbat",
-        "härligt",
-        "strålande",
-    }
-)
-_NOT_WORD = re.compile(r"[^\w\s]+")
-_MIN_SPECIFIC_WORDS = 4
-
-
-def is_vague_praise(entry: str) -> bool:
-    """True when a praise entry names no behaviour: a stock phrase or a few words only."""
-    words = _NOT_WORD.sub(" ", entry.casefold()).split()
-    folded = " ".join(words)
-    if folded in VAGUE_PRAISE:
-        return True
-    # "bra jobbat Kim", "good job team": a stock phrase plus a name is still vague.
-    if len(words) < _MIN_SPECIFIC_WORDS:
-        return any(folded.startswith(phrase) for phrase in VAGUE_PRAISE if " " in phrase)
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +135,21 @@ def log_win(engine: Engine, *, team: str, kind: str, day: date, now: datetime) -
                 recorded_at=now,
             )
         )
+
+
+def log_win_today(
+    db: Engine,
+    outbox: Outbox,
+    team: Team,
+    kind: str,
+    settings: ReminderSettings,
+    now: datetime,
+) -> None:
+    """One win logged by hand today (in the team's time zone); praise queues the celebration."""
+    today = now.astimezone(team.zone).date()
+    log_win(db, team=team.name, kind=kind, day=today, now=now)
+    if kind == "praise":
+        outbox.enqueue(plan_celebration(team, today, settings, now), now)
 
 
 def wins_between(engine: Engine, team: str, first: date, last: date) -> WinCounts:

@@ -51,17 +51,25 @@ def run(config_path: Path, interval: float | None) -> None:
 @click.option("--kind", type=click.Choice(["praise", "corrective"]), required=True)
 def log_win(config_path: Path, team: str, kind: str) -> None:
     """Record one feedback win given outside a meeting (no free text is stored)."""
-    from feedback_agendas.scheduler.service.daemon import Daemon
+    from feedback_agendas.scheduler.reminders.after_sync import reminder_settings
+    from feedback_agendas.scheduler.reminders.outbox import Outbox
+    from feedback_agendas.scheduler.reminders.wins import log_win_today
+    from feedback_agendas.scheduler.storage.store import Store
+    from feedback_agendas.scheduler.sync.cycle import utc_now
 
     cfg = _config(config_path)
-    if team not in {t.name for t in cfg.org.teams}:
+    found = cfg.teams().get(team)
+    if found is None:
         click.echo(f"error: no team named {team!r}", err=True)
         sys.exit(2)
-    daemon = Daemon(cfg)
     try:
-        daemon.log_win(team, kind)
-    finally:
-        daemon.store.close()
+        store = Store.open(cfg.storage.url)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    with store:
+        outbox = Outbox(store.engine, max_attempts=cfg.reminders.max_attempts)
+        log_win_today(store.engine, outbox, found, kind, reminder_settings(cfg), utc_now())
     if kind == "praise":
         click.echo(f"logged a praise win for {team}; the team will be celebrated today")
     else:

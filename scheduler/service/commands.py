@@ -105,9 +105,9 @@ def sync_all(
         if not dry_run:
             # This run read changes that the daemon will not read again: the
             # managers' private messages about privacy conflicts are queued
-            # here too, for the daemon's sender (imported here: it imports us).
+            # here too, for the daemon's sender.
+            from feedback_agendas.scheduler.reminders.after_sync import enqueue_privacy_alerts
             from feedback_agendas.scheduler.reminders.outbox import Outbox
-            from feedback_agendas.scheduler.service.daemon import enqueue_privacy_alerts
 
             outbox = Outbox(store.engine)
             enqueue_privacy_alerts(outbox, cfg.teams(), cfg.personal_channels(), reports, now)

@@ -12,8 +12,13 @@ alert on ``max by (calendar)``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+if TYPE_CHECKING:
+    from feedback_agendas.scheduler.sync.report import CycleReport
 
 __all__ = ["CONTENT_TYPE_LATEST", "DaemonMetrics"]
 
@@ -118,6 +123,25 @@ class DaemonMetrics:
         self.outbox_rows = Gauge(
             "feedback_agendas_outbox_rows", "Outbox rows by state", ["state"], registry=r
         )
+
+    def count_cycle(self, report: CycleReport) -> None:
+        """Count one finished sync cycle: its result, requests, writes, errors and conflicts."""
+        self.cycles.labels("ok" if report.ok else "error").inc()
+        for kind, n in report.errors.items():
+            self.calendar_errors.labels(report.calendar, kind).inc(n)
+            self.errors.labels(kind).inc(n)
+        finished = report.finished_at or report.started_at
+        if report.ok:
+            self.calendar_last_success.labels(report.calendar).set(finished.timestamp())
+            self.calendar_consecutive_failures.labels(report.calendar).set(0)
+        else:  # housekeeping brings both back to what all replicas recorded
+            self.calendar_consecutive_failures.labels(report.calendar).inc()
+        for kind, n in report.requests.items():
+            self.provider_requests.labels(kind).inc(n)
+        self.provider_writes.inc(report.writes)
+        for decision in report.privacy_conflicts():
+            self.privacy_conflicts.labels(decision.privacy_conflict).inc()
+        self.last_cycle.set(finished.timestamp())
 
     def render(self) -> bytes:
         """The text exposition format."""

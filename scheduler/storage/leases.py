@@ -10,13 +10,23 @@ replicas skip the rows another one is claiming instead of queueing on them.
 On SQLite (one machine) the claim runs in a ``BEGIN IMMEDIATE`` transaction,
 which serialises claimers on the write lock.
 
+A holder is a replica id, by default ``HOST-PID-RANDOM``
+(:func:`local_replica_id`): a process killed with ``kill -9`` cannot give its
+leases back, and :func:`reclaim_dead_local` lets its successor on the same
+host take them back at once instead of waiting for them to expire.
+
 Time is an argument (``now``); the caller's clock decides.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, case, or_, select, update
 
@@ -128,3 +138,61 @@ def _register(store: Store, names: list[str]) -> None:
             insert_ignoring(conn, leases, ["resource"]),
             [{"resource": name, "holder": None, "expires_at": None} for name in names],
         )
+
+
+def local_replica_id() -> str:
+    """A replica id for this process: ``HOST-PID-RANDOM``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class OtherLeases(Protocol):
+    """Leases kept outside the leases table (the outbox's rows): who holds some, give back."""
+
+    def lease_owners(self) -> set[str]: ...
+
+    def release(self, owner: str) -> int: ...
+
+
+def reclaim_dead_local(store: Store, prefix: str, own: str, *others: OtherLeases) -> int:
+    """Give back the leases of earlier processes on this host that are gone; return how many.
+
+    Looks at the leases on resources starting with ``prefix`` and at those of
+    ``others``. A process killed with ``kill -9`` (or by the OOM killer)
+    cannot release its leases, and a restarted daemon would wait out the
+    whole lease before it may take that work. On this host we can tell that
+    the holder is dead: its id is a :func:`local_replica_id` whose pid no
+    longer exists, or is our own pid under another id (a container restarted
+    as pid 1). A pid that exists is treated as alive, even if it was reused:
+    then we wait, which is safe. ``own`` is never reclaimed.
+
+    Call once at start-up, before any work, in a process that runs one replica.
+    """
+    pattern = re.compile(re.escape(socket.gethostname()) + r"-(\d+)-[0-9a-f]{6}")
+    held = holders(store, prefix)
+    candidates = {h for h in held.values() if h}
+    for other in others:
+        candidates |= other.lease_owners()
+    dead = set()
+    for holder in candidates - {own}:
+        found = pattern.fullmatch(holder)
+        if found and _process_gone(int(found.group(1))):
+            dead.add(holder)
+    released = 0
+    for holder in sorted(dead):
+        resources = [r for r, h in held.items() if h == holder]
+        release(store, resources, holder)
+        released += len(resources) + sum(other.release(holder) for other in others)
+    return released
+
+
+def _process_gone(pid: int) -> bool:
+    """True when no process ``pid`` runs on this host, or it is this very process."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # someone else's live process
+        return False
+    return False

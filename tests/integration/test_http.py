@@ -17,9 +17,9 @@ import pytest
 
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.scheduler.config.source import load_config
-from feedback_agendas.scheduler.service.daemon import Daemon, webhook_router
+from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import EndpointServer
-from tests.support.http import get, write_vdir_config
+from tests.support.http import get, token_webhook, write_vdir_config
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)
@@ -42,7 +42,7 @@ def test_health_ready_metrics_and_push_webhook(tmp_path: Path) -> None:
     server = EndpointServer("127.0.0.1", 0, ready=daemon.readiness, metrics=daemon.metrics_text)
     triggered: list[str] = []
     server.register_webhook(
-        "/webhooks/google", webhook_router(daemon, {"mona": "tok-123"}, triggered.append)
+        "/webhooks/google", token_webhook({"mona": "tok-123"}, triggered.append)
     )
     server.start()
     try:

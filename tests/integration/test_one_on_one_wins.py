@@ -42,7 +42,13 @@ TEAM = ["mona@example.com", "sara@example.com", "erik@example.com"]
 
 
 def write_config(
-    tmp: Path, smtp: SmtpReceiver, hook: WebhookReceiver, *, locale: str, positive_only: bool
+    tmp: Path,
+    smtp: SmtpReceiver,
+    hook: WebhookReceiver,
+    *,
+    locale: str,
+    positive_only: bool,
+    policy: dict[str, Any] | None = None,
 ) -> Path:
     team: dict[str, Any] = {
         "name": "analys",
@@ -61,6 +67,8 @@ def write_config(
         "people": [{"email": "mona@example.com", "notify": [smtp.url("mona@example.com")]}],
         "reminders": {"weekly_digest": {"weekday": "fri", "time": "15:00"}},
     }
+    if policy:
+        data["policy"] = policy
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
@@ -73,10 +81,14 @@ meeting = partial(mona_meeting, description="Mona och Sara")
 def make_world(tmp_path: Path) -> Iterator[Any]:
     opened: list[tuple[Daemon, SmtpReceiver, WebhookReceiver]] = []
 
-    def make(*, locale: str = "sv", positive_only: bool = False) -> SimpleNamespace:
+    def make(
+        *, locale: str = "sv", positive_only: bool = False, policy: dict[str, Any] | None = None
+    ) -> SimpleNamespace:
         smtp, hook = SmtpReceiver().__enter__(), WebhookReceiver().__enter__()
         cfg = load_config(
-            write_config(tmp_path, smtp, hook, locale=locale, positive_only=positive_only)
+            write_config(
+                tmp_path, smtp, hook, locale=locale, positive_only=positive_only, policy=policy
+            )
         )
         calendar = MemoryProvider(name="mona", owner="mona@example.com")
         clock = Clock(MONDAY)
@@ -262,6 +274,28 @@ def test_a_team_meeting_is_still_read_back_as_public_praise(make_world: Any) -> 
     world.daemon.send_due()
     [celebration] = [b for b in world.hook.bodies("/team-analys") if "I dag har ni" in b]
     assert "1 beröm" in celebration
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_an_admin_label_from_the_config_is_read_back_as_praise(
+    make_world: Any, configured: bool
+) -> None:
+    # An admin's own team template names its entries "Shout-out: ..."; the
+    # config lists that label, and the read-back counts it with ours.
+    policy = {"entry_labels": {"praise": ["Shout-out"]}} if configured else None
+    world = make_world(policy=policy)
+    standup = world.calendar.put(meeting("standup", "Veckomöte", MONDAY + timedelta(hours=1), TEAM))
+    world.daemon.sync_calendar("mona")
+    current = world.calendar.get(standup.ref)
+    own_template = current.description.replace("Beröm: ___", "Shout-out: ___")
+    filled = own_template.replace("Shout-out: ___", "Shout-out: Erik visade demot för kunden", 1)
+    filled = filled.replace("Shout-out: ___", "Shout-out: bra jobbat!", 1)
+    slots = {s: getattr(current, s) for s in Meeting.__slots__ if s != "description"}
+    world.calendar.put(Meeting(**slots, description=filled))
+    world.clock.now = standup.end + timedelta(minutes=5)
+    world.daemon.sync_calendar("mona")
+    expected = [("analys", "2026-03-23", "praise", "meeting", 2, 1)] if configured else []
+    assert wins(world) == expected
 
 
 # -- recurring meetings: one shared description for every occurrence ----------

@@ -193,7 +193,7 @@ def test_no_canary_reaches_logs_metrics_database_or_messages(
 
             with urllib.request.urlopen(f"{server.url}/metrics") as response:
                 metrics = response.read().decode()
-            database = dump_database(daemon.engine)
+            database = dump_database(daemon.db)
         finally:
             server.stop()
             daemon.shutdown()
