@@ -36,14 +36,6 @@ from feedback_agendas.agendas.model import (
 _instances = itertools.count(1)
 
 
-def ref_order(ref: EventRef) -> tuple[str, str, str]:
-    """Sort key for refs: a series (no recurrence id) first, then its occurrences.
-
-    ``EventRef``'s own ordering cannot compare ``None`` with a string.
-    """
-    return (ref.calendar, ref.event_id, ref.recurrence_id or "")
-
-
 class MemoryProvider:
     """A calendar held in a dict; see the module docstring."""
 
@@ -79,7 +71,7 @@ class MemoryProvider:
             )
         since = self._decode_cursor(cursor)
         changed = sorted(
-            (ref for ref, seq in self._changed_at.items() if seq > since), key=ref_order
+            (ref for ref, seq in self._changed_at.items() if seq > since), key=EventRef.sort_key
         )
         deleted = sorted(
             (
@@ -87,7 +79,7 @@ class MemoryProvider:
                 for ref, seq in self._deleted_at.items()
                 if seq > since and ref not in self._events
             ),
-            key=ref_order,
+            key=EventRef.sort_key,
         )
         return ChangeSet(
             meetings=tuple(self._events[ref] for ref in changed if ref in self._events),
@@ -128,7 +120,7 @@ class MemoryProvider:
 
     def meetings(self) -> list[Meeting]:
         """Every stored event, in ref order."""
-        return [self._events[ref] for ref in sorted(self._events, key=ref_order)]
+        return [self._events[ref] for ref in sorted(self._events, key=EventRef.sort_key)]
 
     def fail_next_write(self, ref: EventRef, error: Exception) -> None:
         """Make the next write of ``ref`` fail with ``error``.

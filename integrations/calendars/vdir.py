@@ -184,7 +184,7 @@ class VdirProvider:
         }
         return ChangeSet(
             meetings=tuple(meetings),
-            deleted=tuple(sorted(deleted - present, key=ref_order)),
+            deleted=tuple(sorted(deleted - present, key=EventRef.sort_key)),
             cursor=self._encode_cursor(state),
             full=previous is None,
             unreadable=tuple(unreadable),
@@ -402,11 +402,6 @@ class VdirProvider:
             raise
         except (ValueError, KeyError, TypeError, binascii.Error, zlib.error) as exc:
             raise CursorExpired("unreadable vdir cursor") from exc
-
-
-def ref_order(ref: EventRef) -> tuple[str, str, str]:
-    """Sort key for refs (``EventRef``'s own ordering cannot compare ``None`` with a string)."""
-    return (ref.calendar, ref.event_id, ref.recurrence_id or "")
 
 
 def _key(ref: EventRef) -> tuple[str, str | None]:
