@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from feedback_agendas.agendas.policy import Focus, OptOut, Org, Policy, Rules, Team
+from feedback_agendas.integrations.directory.discovery import source_names
 from feedback_agendas.scheduler.config.fields import (
     AgendaText,
     Credentials,
@@ -144,6 +145,93 @@ CalendarConfig = Annotated[
 CALENDAR_PROVIDERS = ("vdir", "google", "caldav", "memory")
 
 
+def _check_org_unit(value: str) -> str:
+    if not value.startswith("/") or "'" in value or any(ch < " " for ch in value):
+        raise ValueError("an org unit path starts with '/' (such as /Engineering) and has no quote")
+    return value
+
+
+def _check_discovery_source(value: str) -> str:
+    if value not in source_names():
+        raise ValueError(f"should be one of: {', '.join(source_names())}")
+    return value
+
+
+OrgUnitPath = Annotated[str, AfterValidator(_check_org_unit)]
+
+
+class CalendarDiscovery(FrozenModel):
+    """A source of calendars: every active person a directory names (``discover: NAME``).
+
+    Each person found becomes a calendar named by their address, read with
+    the shared ``credentials`` impersonating that person. The list is
+    refreshed at most once a day (:mod:`feedback_agendas.scheduler.sync.discovery`).
+    """
+
+    discover: Annotated[str, AfterValidator(_check_discovery_source)]
+    credentials: Credentials
+    subject: Email | None = None
+    domain: Domain | None = None
+    org_units: tuple[OrgUnitPath, ...] = ()
+    groups: tuple[Email, ...] = ()
+    exclude: tuple[Email, ...] = ()
+    api_endpoint: HttpUrl | None = None
+    batch_size: int | None = Field(default=None, ge=1, le=1000)
+    writes_per_minute: int | None = Field(default=None, ge=1)
+    # A refresh that would stop syncing more than this share of the list at
+    # once waits for ``feedback-agendas discover --accept``.
+    max_removal_share: float = Field(default=0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _anonymous_only_on_loopback(self) -> CalendarDiscovery:
+        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
+            raise ProblemAt(
+                "credentials", "'anonymous' is allowed only with an api_endpoint on this machine"
+            )
+        return self
+
+    def source_settings(self) -> dict[str, Any]:
+        """What the source is built from: every key but ``discover``, ``exclude`` and the share."""
+        settings = self.model_dump(exclude={"discover", "exclude", "max_removal_share"})
+        settings["credentials"] = str(self.credentials)
+        return settings
+
+    def source_key(self) -> str:
+        """A stable id of this source's scope (no credentials), under which its list is stored."""
+        import hashlib
+        import json
+
+        scope = {
+            "discover": self.discover,
+            "domain": self.domain,
+            "org_units": sorted(self.org_units),
+            "groups": sorted(g.lower() for g in self.groups),
+        }
+        digest = hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()[:16]
+        return f"{self.discover}:{digest}"
+
+
+def calendar_entry_positions(calendars: object) -> tuple[list[int], list[int]]:
+    """(indices of plain calendars, of ``discover:`` sources) in a raw ``calendars`` list."""
+    plain: list[int] = []
+    sources: list[int] = []
+    if isinstance(calendars, list | tuple):
+        for index, entry in enumerate(calendars):
+            (sources if isinstance(entry, dict) and "discover" in entry else plain).append(index)
+    return plain, sources
+
+
+def place_in_file(loc: Loc, plain: list[int], sources: list[int]) -> Loc:
+    """A validated entry's loc at its place in the file's one ``calendars`` list."""
+    if not sources or len(loc) < 2 or not isinstance(loc[1], int):
+        return loc
+    if loc[0] == "calendars" and loc[1] < len(plain):
+        return ("calendars", plain[loc[1]], *loc[2:])
+    if loc[0] == "calendar_sources" and loc[1] < len(sources):
+        return ("calendars", sources[loc[1]], *loc[2:])
+    return loc
+
+
 class DirectoryConfig(FrozenModel):
     """Where to learn who manages whom (the Admin SDK Directory)."""
 
@@ -163,7 +251,10 @@ class DirectoryConfig(FrozenModel):
 
 
 class TeamConfig(FrozenModel):
-    name: Name
+    """A team; an entry that names only its manager (no name, no members) sets the
+    settings of the team the directory finds for that manager."""
+
+    name: Name | None = None
     manager: Email
     members: tuple[Email, ...] = ()
     locale: Locale = "en"
@@ -173,10 +264,20 @@ class TeamConfig(FrozenModel):
     # Apprise URLs often embed tokens or passwords.
     notify: tuple[SecretStr, ...] = ()
 
+    @model_validator(mode="after")
+    def _members_need_a_name(self) -> TeamConfig:
+        if self.name is None and self.members:
+            raise ProblemAt(
+                "name",
+                "a team with members needs a name (an entry with only a manager sets the "
+                "settings of that manager's team from org.directory)",
+            )
+        return self
+
     def team(self) -> Team:
         """The core's :class:`~feedback_agendas.agendas.policy.Team`, addresses in lower case."""
         return Team(
-            name=self.name,
+            name=self.name or "",
             manager=self.manager.lower(),
             members=frozenset(member.lower() for member in self.members),
             locale=self.locale,
@@ -187,10 +288,40 @@ class TeamConfig(FrozenModel):
         )
 
 
+class TeamDefaults(FrozenModel):
+    """The settings of every team found through ``org.directory``."""
+
+    locale: Locale = "en"
+    timezone: TimeZoneName = "UTC"
+    goals: tuple[AgendaText, ...] = ()
+    positive_only_until: date | None = None
+    # Team channels: off until configured.
+    notify: tuple[SecretStr, ...] = ()
+
+
 class OrgConfig(FrozenModel):
     internal_domains: tuple[Domain, ...] = Field(min_length=1)
     teams: tuple[TeamConfig, ...] = ()
+    team_defaults: TeamDefaults = TeamDefaults()
     directory: DirectoryConfig | None = None
+
+    @property
+    def configured_teams(self) -> tuple[TeamConfig, ...]:
+        """The teams the config lists (not the entries that set a directory team's settings)."""
+        return tuple(t for t in self.teams if t.name is not None)
+
+    def directory_team_settings(self, manager: str) -> dict[str, Any]:
+        """The settings of the directory's team of ``manager``: the defaults, then its entry's."""
+        settings: dict[str, Any] = {
+            key: getattr(self.team_defaults, key) for key in TeamDefaults.model_fields
+        }
+        for team in self.teams:
+            if team.name is None and team.manager.lower() == manager.lower():
+                settings.update(
+                    {k: getattr(team, k) for k in team.model_fields_set if k in settings}
+                )
+        settings["notify"] = tuple(url.get_secret_value() for url in settings["notify"])
+        return settings
 
 
 class TeamNormConfig(FrozenModel):
@@ -256,7 +387,16 @@ class WeeklyDigest(FrozenModel):
     time: dt.time = dt.time(15, 0)
 
 
+def _check_email_channel(value: SecretStr) -> SecretStr:
+    if "{address}" not in value.get_secret_value():
+        raise ValueError("put {address} where the person's address goes (…?to={address})")
+    return value
+
+
 class RemindersConfig(FrozenModel):
+    # The private channel of anyone without notify URLs in people: an apprise
+    # URL with {address} in it, such as mailtos://bot:${PW}@smtp.example.com?to={address}
+    email: Annotated[SecretStr, AfterValidator(_check_email_channel)] | None = None
     before_team_meeting_minutes: int = Field(default=60, ge=0)
     before_one_on_one_minutes: int = Field(default=60, ge=0)
     quiet_hours: QuietHours | None = None
@@ -274,7 +414,11 @@ class AppConfig(FrozenModel):
     """The whole validated config. Build it with :func:`load_config`."""
 
     storage: StorageConfig = StorageConfig()
-    calendars: tuple[CalendarConfig, ...] = Field(min_length=1)
+    # Plain calendars; ``discover:`` entries of the file's ``calendars`` list are
+    # moved to ``calendar_sources`` (load_config reports their problems at
+    # their place in the file).
+    calendars: tuple[CalendarConfig, ...] = ()
+    calendar_sources: tuple[CalendarDiscovery, ...] = ()
     org: OrgConfig
     policy: PolicyConfig = PolicyConfig()
     opt_out: OptOutConfig = OptOutConfig()
@@ -290,6 +434,27 @@ class AppConfig(FrozenModel):
         if isinstance(data, dict) and "storage" not in data:
             return {**data, "storage": {}}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources_apart_from_calendars(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "calendar_sources" in data:
+            return data
+        listed = data.get("calendars")
+        plain, sources = calendar_entry_positions(listed)
+        if not sources or not isinstance(listed, list | tuple):
+            return data
+        return {
+            **data,
+            "calendars": [listed[i] for i in plain],
+            "calendar_sources": [listed[i] for i in sources],
+        }
+
+    @model_validator(mode="after")
+    def _some_calendar(self) -> AppConfig:
+        if not self.calendars and not self.calendar_sources:
+            raise ProblemAt("calendars", "list at least one calendar, or a source (discover: ...)")
+        return self
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -310,21 +475,27 @@ class AppConfig(FrozenModel):
         return tuple(found)
 
     def teams(self) -> dict[str, Team]:
-        """The configured teams by name (reminders go to these; a directory adds none)."""
-        return {team.name: team.team() for team in self.org.teams}
+        """The configured teams by name (the daemon adds the directory's: see its rules)."""
+        return {team.name: team.team() for team in self.org.configured_teams if team.name}
 
-    def personal_channels(self) -> dict[str, tuple[str, ...]]:
-        """Each person's own notification URLs (``people``), by lower-case address."""
-        return {
-            person.email.lower(): tuple(url.get_secret_value() for url in person.notify)
-            for person in self.people
-        }
+    def personal_channels(self) -> PrivateChannels:
+        """Where messages for one person go, by lower-case address: their ``people``
+        URLs, else ``reminders.email`` with their address in it."""
+        email = self.reminders.email
+        return PrivateChannels(
+            {
+                person.email.lower(): tuple(url.get_secret_value() for url in person.notify)
+                for person in self.people
+                if person.notify
+            },
+            email.get_secret_value() if email is not None else None,
+        )
 
     def rules(self) -> Rules:
         """The core's frozen policy objects, with every address in lower case."""
         org = Org(
             internal_domains=frozenset(self.org.internal_domains),
-            teams=tuple(team.team() for team in self.org.teams),
+            teams=tuple(team.team() for team in self.org.configured_teams),
         )
         policy = Policy(
             horizon_days=self.policy.horizon_days,
@@ -411,11 +582,42 @@ def cross_reference_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             "teams": (_string_values(teams, "name"), "team"),
             "calendars": (_string_values(calendars, "name"), "calendar"),
         }
+        # A calendar a directory finds is named by its person's address.
+        discovering = any("discover" in item for _index, item in calendars)
         for key, (names, what) in known.items():
             listed = opt_out.get(key)
             if not isinstance(listed, list):
                 continue
             for index, name in enumerate(listed):
+                if discovering and key == "calendars" and isinstance(name, str) and "@" in name:
+                    continue
                 if isinstance(name, str) and name not in names:
                     problems.append(((("opt_out", key, index)), f"no {what} named {name!r}"))
     return problems
+
+
+class PrivateChannels(Mapping[str, tuple[str, ...]]):
+    """Each person's private channels: their ``people`` URLs, else the config-wide
+    ``reminders.email`` URL with ``{address}`` replaced by their address.
+
+    A Mapping, so reminder planning looks people up as before; anyone without
+    ``people`` URLs is found too when ``reminders.email`` is set.
+    """
+
+    def __init__(self, people: Mapping[str, tuple[str, ...]], email: str | None) -> None:
+        self._people = dict(people)
+        self._email = email
+
+    def __getitem__(self, address: str) -> tuple[str, ...]:
+        wanted = address.lower()
+        if wanted in self._people:
+            return self._people[wanted]
+        if self._email is None or "@" not in wanted:
+            raise KeyError(address)
+        return (self._email.replace("{address}", wanted),)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._people)
+
+    def __len__(self) -> int:
+        return len(self._people)

@@ -27,7 +27,9 @@ from feedback_agendas.scheduler.config.fields import Loc, ProblemAt, format_key_
 from feedback_agendas.scheduler.config.schema import (
     CALENDAR_PROVIDERS,
     AppConfig,
+    calendar_entry_positions,
     cross_reference_problems,
+    place_in_file,
 )
 
 
@@ -363,11 +365,37 @@ class LocatedConfig:
     root: Node
 
     def problem(self, loc: Loc, message: str) -> tuple[int, str]:
-        """(line, ``FILE:LINE: key.path: message``) for a problem at ``loc``."""
+        """(line, ``FILE:LINE: key.path: message``) for a problem at ``loc``.
+
+        ``calendars[i]`` and ``calendar_sources[i]`` of the config are placed
+        at their entry in the file's one ``calendars`` list.
+        """
+        loc = place_in_file(loc, *_node_places(self.root))
         line = line_of(self.root, loc)
         key = format_key_path(loc)
         where = f"{self.source}:{line}"
         return line, f"{where}: {key}: {message}" if key else f"{where}: {message}"
+
+
+def _node_places(root: Node) -> tuple[list[int], list[int]]:
+    """:func:`calendar_entry_positions` of the file's node tree."""
+    listed = next(
+        (
+            value
+            for key, value in (root.value if isinstance(root, MappingNode) else ())
+            if isinstance(key, ScalarNode) and key.value == "calendars"
+        ),
+        None,
+    )
+    if not isinstance(listed, SequenceNode):
+        return [], []
+    entries = [
+        {k.value: None for k, _v in item.value if isinstance(k, ScalarNode)}
+        if isinstance(item, MappingNode)
+        else None
+        for item in listed.value
+    ]
+    return calendar_entry_positions(entries)
 
 
 def load_config_located(path: Path, environ: Mapping[str, str] | None = None) -> LocatedConfig:
@@ -400,9 +428,10 @@ def _load_config(path: Path, environ: Mapping[str, str] | None) -> tuple[AppConf
         config = AppConfig.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         errors = _without_consequential_errors(exc.errors(include_url=False, include_input=False))
+        places = calendar_entry_positions(data.get("calendars"))
         for error in errors:
             loc, message = _describe_error(error)
-            found.append((_strip_union_tags(root, loc), message))
+            found.append((_strip_union_tags(root, place_in_file(loc, *places)), message))
     found += cross_reference_problems(data)
 
     for loc, message in found:

@@ -182,7 +182,8 @@ def preview(config_path: Path, address: str, days: int, as_json: bool) -> None:
 
     cfg = _load(config_path)
     try:
-        result = preview_user(cfg, address, utc_now(), days)
+        now = utc_now()
+        result = preview_user(commands.stored_calendars(cfg, now), address, now, days)
     except UserError as exc:
         _fail(exc)
     if as_json:
@@ -213,6 +214,67 @@ def preview(config_path: Path, address: str, days: int, as_json: bool) -> None:
         click.echo(f"unreadable: {calendar}: {_short_id(event_id)}: {why}")
     if not result.items and not result.unreadable:
         click.echo("No meetings in this window.")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option(
+    "--accept",
+    is_flag=True,
+    help="Apply the change a refresh refused (it would have removed too many at once).",
+)
+@click.option("--dry-run", is_flag=True, help="List the directory and show; store nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+def discover(config_path: Path, accept: bool, dry_run: bool, as_json: bool) -> None:
+    """List the people of every calendar source (discover:) now, and show what changes.
+
+    A change within the source's max_removal_share is applied; one that would
+    stop syncing more people at once is kept pending until --accept. People
+    who are no longer listed stop being synced; their records stay until
+    `revert --calendar ADDRESS`. Exit 1 when a source could not be listed or
+    a change waits for --accept.
+    """
+    from feedback_agendas.scheduler.sync.discovery import FAILED, REFUSED
+
+    if accept and dry_run:
+        _fail(UserError("--accept and --dry-run do not go together"))
+    cfg = _load(config_path)
+    try:
+        outcomes = commands.discover(cfg, utc_now(), accept=accept, dry_run=dry_run)
+    except UserError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"sources": [o.as_json() for o in outcomes]}, sort_keys=True))
+    else:
+        if accept and not outcomes:
+            click.echo("No pending change to accept.")
+        for outcome in outcomes:
+            for line in _discovery_lines(outcome):
+                click.echo(line)
+    if any(o.state in (FAILED, REFUSED) for o in outcomes):
+        sys.exit(1)
+
+
+def _discovery_lines(outcome: Any) -> list[str]:
+    """One source's outcome in words, with every address added or removed."""
+    lines = [
+        f"[{outcome.discover}] {outcome.state}: {len(outcome.people)} people; "
+        f"{outcome.requests} list request(s) in {outcome.seconds:.2f}s"
+    ]
+    lines += [f"  + {address}" for address in outcome.added]
+    lines += [f"  - {address} (no longer synced)" for address in outcome.removed]
+    if outcome.error_kind:
+        lines.append(f"  could not list the directory ({outcome.error_kind}); the last list stays")
+    if outcome.pending_added or outcome.pending_removed:
+        share = len(outcome.pending_removed) / max(1, len(outcome.people))
+        lines.append(
+            f"  waiting for `discover --accept`: would stop syncing "
+            f"{len(outcome.pending_removed)} of {len(outcome.people)} ({share:.0%}, more than "
+            f"{outcome.max_removal_share:.0%} at once) and add {len(outcome.pending_added)}:"
+        )
+        lines += [f"  + {address}" for address in outcome.pending_added]
+        lines += [f"  - {address}" for address in outcome.pending_removed]
+    return lines
 
 
 @main.group()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,6 +22,14 @@ from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.sync.cycle import run_calendar
+from feedback_agendas.scheduler.sync.discovery import (
+    DiscoveryOutcome,
+    accept_pending,
+    former_calendar,
+    refresh_sources,
+    resolve_calendars,
+    with_calendars,
+)
 from feedback_agendas.scheduler.sync.fingerprint import rules_fingerprint
 from feedback_agendas.scheduler.sync.org_directory import resolve_rules
 from feedback_agendas.scheduler.sync.providers import build_provider
@@ -69,9 +77,18 @@ def select_calendars(cfg: AppConfig, names: Sequence[str] = ()) -> list[Calendar
     if unknown:
         raise UserError(
             f"no calendar named {', '.join(map(repr, unknown))} in the config "
-            f"(known: {', '.join(c.name for c in cfg.calendars) or 'none'})"
+            f"(known: {some_names(c.name for c in cfg.calendars)})"
         )
     return [c for c in cfg.calendars if c.name.lower() in wanted]
+
+
+def some_names(names: Iterable[str], shown: int = 20) -> str:
+    """A list of names for a message: the first ``shown``, then how many more."""
+    listed = list(names)
+    if not listed:
+        return "none"
+    more = f" and {len(listed) - shown} more" if len(listed) > shown else ""
+    return ", ".join(listed[:shown]) + more
 
 
 def sync_all(
@@ -83,12 +100,14 @@ def sync_all(
     (:mod:`feedback_agendas.scheduler.sync.failures`) and the others go on. Raises only when
     nothing can start (the database, the rules, the templates).
     """
-    selected = select_calendars(cfg, calendars)
-    rules = resolve_rules(cfg)
-    renderer = make_renderer(cfg)
-    fingerprint = rules_fingerprint(rules, renderer)
     reports = []
     with open_store(cfg) as store:
+        # The sources' people (refreshed when due; a dry run stores nothing).
+        cfg = resolve_calendars(cfg, store, now, dry_run=dry_run)
+        selected = select_calendars(cfg, calendars)
+        rules = resolve_rules(cfg)
+        renderer = make_renderer(cfg)
+        fingerprint = rules_fingerprint(rules, renderer)
         for calendar in selected:
             reports.append(
                 run_calendar(
@@ -110,7 +129,8 @@ def sync_all(
             from feedback_agendas.scheduler.reminders.outbox import Outbox
 
             outbox = Outbox(store.engine)
-            enqueue_privacy_alerts(outbox, cfg.teams(), cfg.personal_channels(), reports, now)
+            teams = {team.name: team for team in rules.org.teams}
+            enqueue_privacy_alerts(outbox, teams, cfg.personal_channels(), reports, now)
     return reports
 
 
@@ -119,9 +139,9 @@ def revert_all(
 ) -> dict[str, RevertReport]:
     """Remove every unedited block we wrote (in ``calendars`` only, if named);
     report the edited ones left alone."""
-    selected = select_calendars(cfg, calendars)
     result = {}
     with open_store(cfg) as store:
+        selected = select_calendars_to_revert(cfg, store, calendars, now)
         for calendar in selected:
             provider = build_provider(calendar, store)
             try:
@@ -129,6 +149,50 @@ def revert_all(
             finally:
                 provider.close()
     return result
+
+
+def select_calendars_to_revert(
+    cfg: AppConfig, store: Store, names: Sequence[str], now: datetime
+) -> list[CalendarConfig]:
+    """As :func:`select_calendars`, over the sources' stored people too.
+
+    A named address that no source lists any more (someone who left) is
+    reverted as its source would have made its calendar, so that their
+    records can be cleaned up.
+    """
+    if not cfg.calendar_sources:
+        return select_calendars(cfg, names)
+    resolved = resolve_calendars(cfg, store, now, refresh=False)
+    known = {c.name.lower() for c in resolved.calendars}
+    former = [former_calendar(cfg, n) for n in names if "@" in n and n.lower() not in known]
+    extra = tuple(c for c in former if c is not None)
+    resolved = with_calendars(resolved, extra)
+    return select_calendars(resolved, names)
+
+
+def stored_calendars(cfg: AppConfig, now: datetime) -> AppConfig:
+    """``cfg`` with the sources' stored people as calendars; the directory is not asked."""
+    if not cfg.calendar_sources:
+        return cfg
+    with open_store(cfg) as store:
+        return resolve_calendars(cfg, store, now, refresh=False)
+
+
+def discover(
+    cfg: AppConfig, now: datetime, *, accept: bool = False, dry_run: bool = False
+) -> list[DiscoveryOutcome]:
+    """List every calendar source now and apply what is safe (``discover``).
+
+    A change that would stop syncing too many at once is kept pending and
+    shown; ``accept`` applies the pending changes instead of listing again;
+    ``dry_run`` lists and stores nothing.
+    """
+    if not cfg.calendar_sources:
+        raise UserError("the config has no calendar source (a calendars entry with discover:)")
+    with open_store(cfg) as store:
+        if accept:
+            return accept_pending(cfg, store, now)
+        return refresh_sources(cfg, store, now, force=True, dry_run=dry_run)
 
 
 def status(cfg: AppConfig) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
+from feedback_agendas.agendas.policy import Rules, Team
 from feedback_agendas.integrations.calendars.base import CalendarProvider
 from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
 from feedback_agendas.integrations.notify.base import Notifier
@@ -47,6 +48,7 @@ from feedback_agendas.scheduler.service.sender import ReminderSender, SendReport
 from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.sync.cycle import fail_cycle, run_calendar, utc_now
+from feedback_agendas.scheduler.sync.discovery import CalendarList, with_calendars
 from feedback_agendas.scheduler.sync.failures import (
     AUTH,
     CONFIG,
@@ -98,16 +100,24 @@ class Daemon:
         self.lease_ttl = lease_ttl
         self.metrics = metrics or DaemonMetrics()
         self.outbox = Outbox(self.db, max_attempts=cfg.reminders.max_attempts)
-        # The config's teams, plus the directory's (org.directory), refreshed daily.
-        self.rules_cache = RulesCache(cfg)
+        # The config's calendars and the people its sources (discover:) found,
+        # from the stored lists; refreshed daily by housekeeping.
+        self.calendar_list = CalendarList(cfg, self.store, holder=self.replica_id)
+        self.calendars = {c.name: c for c in self.calendar_list.current(clock())}
+        # Set by the service: called with (added, removed) calendar names.
+        self.on_calendars_changed: Callable[[list[str], list[str]], None] = lambda _a, _r: None
+        # The config's teams, plus the directory's (org.directory) for the owners
+        # of every calendar we sync and the sources' teams, refreshed daily.
+        self.rules_cache = RulesCache(self.resolved_config())
         self.renderer = make_renderer(cfg)
         self.rules = self.rules_cache.rules(clock())
         # The rules with their fingerprint, swapped as one: a cycle reads both.
         self._rules_fingerprint = (self.rules, rules_fingerprint(self.rules, self.renderer))
-        self.teams = cfg.teams()
+        # Every team of the rules gets reminders (the directory's too). One dict,
+        # updated in place, shared with the read-backs and the sender.
+        self.teams: dict[str, Team] = {team.name: team for team in self.rules.org.teams}
         self.personal = cfg.personal_channels()
         self.settings = reminder_settings(cfg)
-        self.calendars = {c.name: c for c in cfg.calendars}
         self.last_cycle_at: datetime | None = None
         # Set by the service when push channels are on: until when calendar
         # NAME has a live channel (None: no channel, poll at the interval).
@@ -144,6 +154,56 @@ class Daemon:
             stopping=self.stopping,
         )
 
+    # -- calendars and teams ---------------------------------------------------
+
+    def refresh_calendars(
+        self, now: datetime | None = None, *, force: bool = False, cfg: AppConfig | None = None
+    ) -> tuple[list[str], list[str]]:
+        """Bring the calendars up to date with the sources' lists; return (added, removed).
+
+        Lists a source when it is due (daily, or at once when ``force``) and
+        picks up a list another process stored (a replica's refresh,
+        ``discover --accept``). A config reload passes the new ``cfg``: its
+        calendars and sources are used from then on (a source whose scope
+        changed is listed at once). A removed calendar is no longer synced.
+        """
+        now = now or self.clock()
+        if cfg is not None and cfg != self.calendar_list.cfg:
+            self.calendar_list = CalendarList(cfg, self.store, holder=self.replica_id)
+        current = {c.name: c for c in self.calendar_list.current(now, force=force)}
+        added = sorted(set(current) - set(self.calendars))
+        removed = sorted(set(self.calendars) - set(current))
+        if not added and not removed and current == self.calendars:
+            return [], []
+        self.calendars = current
+        # The sources' teams at once; the directory (org.directory) is asked
+        # about the owners of the calendars now synced.
+        self.rules_cache.cfg = self.resolved_config()
+        self._use_rules(self.rules_cache.refresh(now))
+        if added or removed:
+            log.info("calendars: %d added, %d no longer synced", len(added), len(removed))
+            self.on_calendars_changed(added, removed)
+        return added, removed
+
+    def _use_rules(self, rules: Rules) -> None:
+        if rules is not self._rules_fingerprint[0]:
+            self._rules_fingerprint = (rules, rules_fingerprint(rules, self.renderer))
+            # The directory's teams get reminders too: the teams follow the rules.
+            fresh = {team.name: team for team in rules.org.teams}
+            if fresh != self.teams:
+                self.teams.clear()
+                self.teams.update(fresh)
+        self.rules = rules
+
+    def resolved_config(self) -> AppConfig:
+        """The config with every calendar this daemon syncs (the sources' people included)."""
+        configured = {c.name for c in self.cfg.calendars}
+        return with_calendars(
+            self.cfg,
+            [c for name, c in self.calendars.items() if name not in configured],
+            self.calendar_list.teams,
+        )
+
     # -- sync ----------------------------------------------------------------
 
     def poll_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
@@ -175,6 +235,8 @@ class Daemon:
         cycle only, is logged, counted and, where the database allows, written
         to the run log; the lease is given back in every case.
         """
+        if name not in self.calendars:  # its source no longer lists this person
+            return None
         return self._turns.run(
             name,
             lambda: self._cycle(name, now or self.clock()),
@@ -273,10 +335,7 @@ class Daemon:
     def housekeeping(self, now: datetime | None = None) -> None:
         """Renew our leases, expire stale rows, refresh the gauges and (daily) the teams."""
         now = now or self.clock()
-        rules = self.rules_cache.rules(now)
-        if rules is not self._rules_fingerprint[0]:
-            self._rules_fingerprint = (rules, rules_fingerprint(rules, self.renderer))
-        self.rules = rules
+        self._use_rules(self.rules_cache.rules(now))
         with self._held_lock:
             held = sorted(self._held)
         leases.heartbeat(self.store, held, self.replica_id, self.lease_ttl, now)
@@ -287,6 +346,8 @@ class Daemon:
             self.metrics.outbox_rows.labels(state).set(count)
         ready, _body = self.readiness(now)  # also refreshes the per-calendar gauges
         self.metrics.ready.set(1 if ready else 0)
+        # Last: a directory that is slow or down must not delay the heartbeat.
+        self.refresh_calendars(now)
 
     def readiness(self, now: datetime | None = None) -> tuple[bool, str]:
         """``/readyz``: ready or not, and the JSON body (see :mod:`.readiness`)."""

@@ -75,18 +75,20 @@ def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> Backgroun
         first = now + timedelta(
             seconds=(index * interval / max(1, len(daemon.calendars))) % interval
         )
-        # APScheduler adds uniform(0, jitter) to each run; start the grid
-        # ``jitter`` early so the gaps spread over interval * (1 ± jitter).
-        scheduler.add_job(
-            sync_job,
-            "interval",
-            args=[daemon_id, name],
-            id=f"sync:{name}",
-            seconds=interval * (1 - jitter),
-            jitter=2 * interval * jitter or None,
-            next_run_time=first,
-            misfire_grace_time=int(interval),
-        )
+        add_sync_job(scheduler, daemon_id, name, first, interval, jitter)
+
+    def follow_calendars(added: list[str], removed: list[str]) -> None:
+        # A calendar source found or lost people: sync the new ones within an
+        # interval, stop ticking for the others.
+        start = utc_now()
+        for index, name in enumerate(added):
+            first = start + timedelta(seconds=(index * interval / max(1, len(added))) % interval)
+            add_sync_job(scheduler, daemon_id, name, first, interval, jitter)
+        for name in removed:
+            if scheduler.get_job(f"sync:{name}") is not None:
+                scheduler.remove_job(f"sync:{name}")
+
+    daemon.on_calendars_changed = follow_calendars
     scheduler.add_job(
         send_job,
         "interval",
@@ -116,6 +118,30 @@ def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> Backgroun
     return scheduler
 
 
+def add_sync_job(
+    scheduler: BackgroundScheduler,
+    daemon_id: str,
+    name: str,
+    first: datetime,
+    interval: float,
+    jitter: float,
+) -> None:
+    """The interval tick of calendar ``name``, first at ``first``."""
+    # APScheduler adds uniform(0, jitter) to each run; start the grid
+    # ``jitter`` early so the gaps spread over interval * (1 ± jitter).
+    scheduler.add_job(
+        sync_job,
+        "interval",
+        args=[daemon_id, name],
+        id=f"sync:{name}",
+        seconds=interval * (1 - jitter),
+        jitter=2 * interval * jitter or None,
+        next_run_time=first,
+        misfire_grace_time=int(interval),
+        replace_existing=True,
+    )
+
+
 def run_forever(
     cfg: AppConfig,
     *,
@@ -138,7 +164,10 @@ def run_forever(
         raise
     scheduler = build_scheduler(daemon, interval, cfg.sync.jitter)
     push = PushChannels(
-        cfg, daemon.store, replica_id=daemon.replica_id, provider_factory=daemon.provider_factory
+        daemon.resolved_config(),
+        daemon.store,
+        replica_id=daemon.replica_id,
+        provider_factory=daemon.provider_factory,
     )
     push_id = register_push(push)
     if push.enabled:
@@ -188,7 +217,7 @@ def run_forever(
         signal.signal(signal.SIGINT, on_signal)
     server.start()
     echo(f"endpoints on {server.url} (/healthz /readyz /metrics /webhooks/google)")
-    echo(f"replica {daemon.replica_id}: {len(cfg.calendars)} calendar(s) every {interval:g}s")
+    echo(f"replica {daemon.replica_id}: {len(daemon.calendars)} calendar(s) every {interval:g}s")
     scheduler.start()
     try:
         stopped.wait()

@@ -127,6 +127,26 @@ caldav_collections = Table(
     PrimaryKeyConstraint("calendar"),
 )
 
+# The people each calendar source (``discover:`` in the config) found, so that a
+# new process (a cron sync, a restart, another replica) uses the list without
+# asking the directory again within the day (sync/discovery.py). ``source`` is
+# a digest of the source's scope, never its credentials. ``addresses`` is a JSON
+# object {address: their manager or ""}, sorted; ``pending`` one like it: a
+# refused refresh that would have stopped syncing too many at once, waiting for
+# ``discover --accept``. (revision 0090)
+calendar_discovery = Table(
+    "calendar_discovery",
+    metadata,
+    Column("source", String(100), nullable=False),
+    Column("addresses", Text(), nullable=False),
+    Column("refreshed_at", UTCDateTime(), nullable=True),
+    Column("attempted_at", UTCDateTime(), nullable=True),
+    Column("error_kind", String(64), nullable=True),
+    Column("pending", Text(), nullable=True),
+    Column("pending_at", UTCDateTime(), nullable=True),
+    PrimaryKeyConstraint("source"),
+)
+
 # -- leases: which replica works on what (storage/leases.py) -------------------
 
 leases = Table(

@@ -3,7 +3,10 @@
 With ``org.directory`` set, each calendar owner who does not already manage
 a configured team is looked up (``directManager``) and, if they have reports,
 becomes the manager of a team ``directory:<address>``. The config wins where
-both name a manager. The directory may lag by up to 36 hours, so the daemon
+both name a team for a manager. A directory team's settings (locale, time
+zone, goals, team channels, positive-only period) come from
+``org.team_defaults``, overridden by an ``org.teams`` entry that names only
+its manager. The directory may lag by up to 36 hours, so the daemon
 asks at most once a day (:class:`RulesCache`).
 
 A directory that cannot be reached (or refuses us) is not fatal: we log a
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
-from feedback_agendas.agendas.policy import Rules
+from feedback_agendas.agendas.policy import Rules, Team
 from feedback_agendas.integrations.directory.base import (
     DirectoryReader,
     ManagerReports,
@@ -50,7 +53,7 @@ def google_directory(config: DirectoryConfig) -> DirectoryReader:
 
 def managers_to_ask(cfg: AppConfig) -> list[str]:
     """Calendar owners who manage no configured team, lower case, sorted."""
-    configured = {team.manager.lower() for team in cfg.org.teams}
+    configured = {team.manager.lower() for team in cfg.org.configured_teams}
     return sorted({c.owner.lower() for c in cfg.calendars} - configured)
 
 
@@ -84,8 +87,17 @@ def _resolve(cfg: AppConfig, directory_factory: DirectoryFactory | None) -> tupl
             type(exc).__name__,
         )
         return rules, False
-    teams = merge_teams(rules.org.teams, found)
+    configured = {team.name for team in rules.org.teams}
+    teams = tuple(
+        team if team.name in configured else with_directory_settings(cfg, team)
+        for team in merge_teams(rules.org.teams, found)
+    )
     return dataclasses.replace(rules, org=dataclasses.replace(rules.org, teams=teams)), True
+
+
+def with_directory_settings(cfg: AppConfig, team: Team) -> Team:
+    """A team the directory found, with ``org.team_defaults`` and its manager's entry applied."""
+    return dataclasses.replace(team, **cfg.org.directory_team_settings(team.manager))
 
 
 class RulesCache:

@@ -226,6 +226,11 @@ class FakeGoogleCalendarAPI:
         # Admin SDK Directory: user address -> manager address (and who is suspended).
         self.directory: dict[str, str] = {}
         self.suspended: set[str] = set()
+        # More of the directory: users with their org unit (anyone in ``directory``
+        # is a user too, in "/"), archived users, and groups' member addresses.
+        self.users: dict[str, str] = {}
+        self.archived: set[str] = set()
+        self.groups: dict[str, list[str]] = {}
         self._lock = threading.RLock()
         self._etags = itertools.count(3_180_000_000_000_000)
         self._ids = itertools.count(1)
@@ -491,7 +496,7 @@ class FakeGoogleCalendarAPI:
             if fault is not None and fault.status:
                 headers_out = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
                 raise ApiError(fault.status, fault.reason or "backendError", headers=headers_out)
-            if kind not in ("batch", "users.list"):
+            if kind not in ("batch", "users.list", "members.list"):
                 self._validate(kind, query, body)
             status, answer = route(params, headers, body, path, fault)
             out = json.dumps(answer).encode() if answer is not None else b""
@@ -509,6 +514,8 @@ class FakeGoogleCalendarAPI:
             return "stop", self._stop
         if method == "GET" and path == "/admin/directory/v1/users":
             return "users.list", self._users_list
+        if method == "GET" and re.fullmatch(r"/admin/directory/v1/groups/[^/]+/members", path):
+            return "members.list", self._members_list
         m = re.fullmatch(r"/calendar/v3/calendars/([^/]+)/events(?:/([^/]+))?", path)
         if m is None:
             return "unknown", None
@@ -736,26 +743,116 @@ class FakeGoogleCalendarAPI:
     def _users_list(
         self, params: dict[str, str], headers: Any, body: Any, path: str, fault: Any
     ) -> tuple[int, Any]:
-        known = {"customer", "domain", "query", "maxResults", "pageToken", "alt", "quotaUser"}
+        known = {
+            "customer",
+            "domain",
+            "query",
+            "maxResults",
+            "pageToken",
+            "alt",
+            "quotaUser",
+            "fields",
+        }
         unknown = set(params) - known
         if unknown or not ({"customer", "domain"} & set(params)):
             self._violation(f"users.list: bad parameters {sorted(unknown) or 'no customer/domain'}")
             raise ApiError(400, "invalid", "bad users.list parameters")
-        m = re.fullmatch(r"directManager='([^']+)'", params.get("query", ""))
-        if m is None:
-            raise ApiError(400, "invalid", "only directManager queries are supported")
-        boss = m.group(1).lower()
-        with self._lock:
-            found = sorted(u for u, mgr in self.directory.items() if mgr == boss)
         size = int(params.get("maxResults", "100"))
+        if not 1 <= size <= 500:
+            self._violation(f"users.list: maxResults={size} outside 1..500")
+            raise ApiError(400, "invalid", "maxResults must be 1..500")
+        query = params.get("query", "")
+        manager = re.fullmatch(r"directManager='([^']+)'", query)
+        unit = re.fullmatch(r"orgUnitPath='([^']+)'", query)
+        with self._lock:
+            everyone = {u: "/" for u in self.directory} | dict(self.users)
+            domain = params.get("domain")
+            if domain:
+                everyone = {u: p for u, p in everyone.items() if u.endswith("@" + domain)}
+            if manager is not None:
+                boss = manager.group(1).lower()
+                found = sorted(u for u, mgr in self.directory.items() if mgr == boss)
+            elif unit is not None:
+                # Like the Admin SDK: the unit and every unit below it.
+                prefix = unit.group(1).rstrip("/")
+                found = sorted(
+                    u for u, p in everyone.items() if p == prefix or p.startswith(prefix + "/")
+                )
+            elif not query:
+                found = sorted(everyone)
+            else:
+                raise ApiError(400, "invalid", "unsupported users.list query")
+            users = [
+                {
+                    "kind": "admin#directory#user",
+                    "primaryEmail": u,
+                    "suspended": u in self.suspended,
+                    "archived": u in self.archived,
+                    "orgUnitPath": everyone.get(u, "/"),
+                    **(
+                        {"relations": [{"value": self.directory[u], "type": "manager"}]}
+                        if u in self.directory
+                        else {}
+                    ),
+                }
+                for u in found
+            ]
         start = int(params.get("pageToken") or 0)
-        page = found[start : start + size]
-        users = [
-            {"kind": "admin#directory#user", "primaryEmail": u, "suspended": u in self.suspended}
-            for u in page
-        ]
-        answer: dict[str, Any] = {"kind": "admin#directory#users", "users": users}
+        page = users[start : start + size]
+        if "fields" in params:
+            page = [
+                {
+                    k: v
+                    for k, v in user.items()
+                    if k in ("primaryEmail", "suspended", "archived", "relations")
+                }
+                for user in page
+            ]
+        answer: dict[str, Any] = {"kind": "admin#directory#users", "users": page}
         if start + size < len(found):
+            answer["nextPageToken"] = str(start + size)
+        return 200, answer
+
+    def _members_list(
+        self, params: dict[str, str], headers: Any, body: Any, path: str, fault: Any
+    ) -> tuple[int, Any]:
+        known = {
+            "maxResults",
+            "pageToken",
+            "includeDerivedMembership",
+            "roles",
+            "alt",
+            "quotaUser",
+            "fields",
+        }
+        unknown = set(params) - known
+        if unknown:
+            self._violation(f"members.list: bad parameters {sorted(unknown)}")
+            raise ApiError(400, "invalid", "bad members.list parameters")
+        size = int(params.get("maxResults", "200"))
+        if not 1 <= size <= 200:
+            self._violation(f"members.list: maxResults={size} outside 1..200")
+            raise ApiError(400, "invalid", "maxResults must be 1..200")
+        group = unquote(path.split("/")[5]).lower()
+        with self._lock:
+            if group not in self.groups:
+                raise ApiError(404, "notFound", "Resource Not Found: groupKey")
+            members = [
+                {
+                    "kind": "admin#directory#member",
+                    "email": address,
+                    "type": "GROUP" if address in self.groups else "USER",
+                    "status": "SUSPENDED" if address in self.suspended else "ACTIVE",
+                    "role": "MEMBER",
+                }
+                for address in self.groups[group]
+            ]
+        start = int(params.get("pageToken") or 0)
+        answer: dict[str, Any] = {
+            "kind": "admin#directory#members",
+            "members": members[start : start + size],
+        }
+        if start + size < len(members):
             answer["nextPageToken"] = str(start + size)
         return 200, answer
 

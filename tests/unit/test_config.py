@@ -113,7 +113,10 @@ def test_the_commented_examples_in_the_example_are_valid(tmp_path: Path) -> None
     for first_line in (
         "- name: mona-google",
         "- name: mona-caldav",
+        "- discover: google_directory",
         "# directory:",
+        "# team_defaults:",
+        "# email:",
         "# quiet_hours:",
         "# text:",
     ):
@@ -122,7 +125,7 @@ def test_the_commented_examples_in_the_example_are_valid(tmp_path: Path) -> None
     (tmp_path / "secrets" / "service-account.json").write_text("{}", encoding="utf-8")
     path = write(tmp_path, text)
 
-    cfg = load_config(path, environ={"CALDAV_PASSWORD": "pw-from-env"})
+    cfg = load_config(path, environ={"CALDAV_PASSWORD": "pw-from-env", "SMTP_PASSWORD": "pw"})
 
     _vdir, google, caldav = cfg.calendars
     assert isinstance(google, GoogleCalendar)
@@ -131,7 +134,13 @@ def test_the_commented_examples_in_the_example_are_valid(tmp_path: Path) -> None
     assert isinstance(caldav, CaldavCalendar)
     assert caldav.password is not None
     assert caldav.password.get_secret_value() == "pw-from-env"
+    [source] = cfg.calendar_sources
+    assert source.credentials == google.credentials
+    assert (source.org_units, source.exclude) == (("/Engineering",), ("ceo@example.com",))
     assert cfg.org.directory is not None
+    assert cfg.org.team_defaults.goals == ("Ask for feedback every week",)
+    assert cfg.reminders.email is not None
+    assert cfg.reminders.email.get_secret_value().endswith("?to={address}")
     assert cfg.reminders.quiet_hours is not None
     assert cfg.reminders.quiet_hours.start == dt.time(20, 0)
     assert set(cfg.rules().policy.team_norm_text) == {"en", "sv"}
@@ -763,3 +772,104 @@ def test_control_characters_in_text_written_into_events_are_refused(tmp_path: Pa
     assert "org.teams[0].goals[1]" in problem
     assert "control character \\x00 is not allowed" in problem
     assert "\x1b" not in problem
+
+
+def test_a_discovery_source_sits_in_calendars_and_its_problems_at_their_lines(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """\
+        calendars:
+          - discover: google_directory
+            credentials: anonymous
+            api_endpoint: http://127.0.0.1:9/
+            subject: not-an-address
+            org_units: [Engineering]
+          - name: mona
+            provider: memory
+            owner: mona
+          - discover: someone_elses_directory
+            credentials: anonymous
+            api_endpoint: http://127.0.0.1:9/
+        org:
+          internal_domains: [example.com]
+        """,
+    )
+    assert problems_of(path) == [
+        f"{path}:5: calendars[0].subject: not an email address (name@domain)",
+        f"{path}:6: calendars[0].org_units[0]: an org unit path starts with '/' "
+        "(such as /Engineering) and has no quote",
+        f"{path}:9: calendars[1].owner: not an email address (name@domain)",
+        f"{path}:10: calendars[2].discover: should be one of: google_directory",
+    ]
+
+
+def test_one_discovery_source_is_a_whole_config(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        calendars:
+          - discover: google_directory
+            credentials: anonymous
+            api_endpoint: http://127.0.0.1:9/
+            domain: Example.com
+            exclude: [ceo@example.com]
+        org:
+          internal_domains: [example.com]
+        opt_out:
+          calendars: [someone@example.com]
+        """,
+    )
+    cfg = load_config(path)
+    assert cfg.calendars == ()
+    [source] = cfg.calendar_sources
+    assert source.domain == "example.com" and source.max_removal_share == 0.1
+    assert problems_of(write(tmp_path, "calendars: []\norg:\n  internal_domains: [x.org]\n")) == [
+        f"{tmp_path / 'config.yaml'}:1: calendars: list at least one calendar, or a source "
+        "(discover: ...)"
+    ]
+
+
+def test_a_team_entry_with_only_a_manager_sets_a_directory_teams_settings(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        calendars:
+          - name: mona
+            provider: memory
+            owner: mona@example.com
+        org:
+          internal_domains: [example.com]
+          team_defaults:
+            timezone: Europe/Stockholm
+            goals: [Ask weekly]
+          teams:
+            - manager: lena@example.com
+              locale: sv
+            - manager: bo@example.com
+              members: [al@example.com]
+        reminders:
+          email: "mailto://127.0.0.1:25?to=someone@example.com"
+        """,
+    )
+    assert problems_of(path) == [
+        f"{path}:13: org.teams[1].name: a team with members needs a name (an entry with only "
+        "a manager sets the settings of that manager's team from org.directory)",
+        f"{path}:16: reminders.email: put {{address}} where the person's address goes "
+        "(…?to={address})",
+    ]
+    text = path.read_text(encoding="utf-8")
+    text = "".join(
+        line for line in text.splitlines(True) if "bo@" not in line and "al@" not in line
+    )
+    cfg = load_config(write(tmp_path, text.replace("to=someone@example.com", "to={address}")))
+    assert cfg.org.configured_teams == () and cfg.rules().org.teams == ()
+    lena = cfg.org.directory_team_settings("Lena@example.com")
+    assert (lena["locale"], lena["timezone"], lena["goals"]) == (
+        "sv",
+        "Europe/Stockholm",
+        ("Ask weekly",),
+    )
+    other = cfg.org.directory_team_settings("someone@example.com")
+    assert (other["locale"], other["notify"]) == ("en", ())
