@@ -203,15 +203,26 @@ def _sqlite_problem(file: Path) -> str | None:
 def _channel_problems(cfg: AppConfig) -> list[Problem]:
     from feedback_agendas.integrations.notify.apprise_notifier import is_usable_channel
 
-    places: list[tuple[Loc, str]] = [
-        (("org", "teams", t, "notify", n), url.get_secret_value())
-        for t, team in enumerate(cfg.org.teams)
-        for n, url in enumerate(team.notify)
-    ] + [
-        (("people", p, "notify", n), url.get_secret_value())
-        for p, person in enumerate(cfg.people)
-        for n, url in enumerate(person.notify)
-    ]
+    places: list[tuple[Loc, str]] = (
+        [
+            (("org", "teams", t, "notify", n), url.get_secret_value())
+            for t, team in enumerate(cfg.org.teams)
+            for n, url in enumerate(team.notify)
+        ]
+        + [
+            (("people", p, "notify", n), url.get_secret_value())
+            for p, person in enumerate(cfg.people)
+            for n, url in enumerate(person.notify)
+        ]
+        + [
+            (("org", "team_defaults", "notify", n), url.get_secret_value())
+            for n, url in enumerate(cfg.org.team_defaults.notify)
+        ]
+    )
+    if cfg.reminders.email is not None:
+        # As it is used: with someone's address in it.
+        sample = cfg.reminders.email.get_secret_value().replace("{address}", "someone@example.com")
+        places.append((("reminders", "email"), sample))
     return [
         (loc, "apprise cannot use this URL (check its scheme and parts)")
         for loc, url in places
@@ -221,7 +232,8 @@ def _channel_problems(cfg: AppConfig) -> list[Problem]:
 
 def _team_problems(cfg: AppConfig) -> list[Problem]:
     problems: list[Problem] = []
-    if not cfg.org.teams and cfg.org.directory is None:
+    # A calendar source (discover:) brings each person's manager: teams come with it.
+    if not cfg.org.configured_teams and cfg.org.directory is None and not cfg.calendar_sources:
         problems.append(
             (
                 ("org", "teams"),

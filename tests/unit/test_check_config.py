@@ -279,3 +279,29 @@ def test_a_database_migrated_by_a_newer_version(tmp_path: Path) -> None:
         connection.execute("UPDATE alembic_version SET version_num = '9999'")
     [problem] = check_config(path)
     assert problem.startswith(f"{path}:2: storage.url: the database is at revision 9999, which")
+
+
+def test_one_discovery_source_needs_no_teams_and_the_email_channel_is_checked(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.yaml"
+    text = textwrap.dedent(
+        """\
+        calendars:
+          - discover: google_directory
+            credentials: anonymous
+            api_endpoint: http://127.0.0.1:9/
+            domain: example.com
+        org:
+          internal_domains: [example.com]
+        reminders:
+          email: "{url}"
+        """
+    )
+    good = "mailto://127.0.0.1:2525?from=agendas@example.com&to={address}"
+    path.write_text(text.format(url=good), encoding="utf-8")
+    assert check_config(path) == []
+    path.write_text(text.format(url="nosuchscheme://x/{address}"), encoding="utf-8")
+    assert check_config(path) == [
+        f"{path}:9: reminders.email: apprise cannot use this URL (check its scheme and parts)"
+    ]
