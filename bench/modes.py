@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
-from feedback_agendas.scheduler.storage.store import Store, run_log
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import run_log
 
 MODES = ("inprocess", "process", "restart", "replicas")
 REPLICAS = 3

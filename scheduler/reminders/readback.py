@@ -50,7 +50,7 @@ from feedback_agendas.scheduler.reminders.planning import (
     ReminderSettings,
     plan_celebration,
 )
-from feedback_agendas.scheduler.reminders.wins import record_meeting_praise, record_one_on_one
+from feedback_agendas.scheduler.reminders.wins import Wins
 from feedback_agendas.scheduler.storage.db import write_transaction
 from feedback_agendas.scheduler.storage.tables import praise_readbacks
 
@@ -96,6 +96,7 @@ class ReadBacks:
         on_win: OnWin = lambda _kind, _n: None,
     ) -> None:
         self.db = db
+        self.wins = Wins(db)
         self.teams = teams
         self.settings = settings
         self.outbox = outbox
@@ -212,8 +213,7 @@ class ReadBacks:
         if team is None or not count.filled:
             return 0
         day = row.ends_at.astimezone(team.zone).date()
-        if not record_meeting_praise(
-            self.db,
+        if not self.wins.record_meeting_praise(
             team=team.name,
             occurrence=row.occurrence,
             day=day,
@@ -238,8 +238,8 @@ class ReadBacks:
             return 0
         kind = "praise" if row.slot == SlotKind.WELL else "corrective"
         day = row.ends_at.astimezone(team.zone).date()
-        if not record_one_on_one(
-            self.db, team=team.name, occurrence=row.occurrence, day=day, kind=kind, now=now
+        if not self.wins.record_one_on_one(
+            team=team.name, occurrence=row.occurrence, day=day, kind=kind, now=now
         ):
             return 0
         self.on_win(kind, 1)

@@ -55,90 +55,147 @@ class WinCounts:
     one_on_one_praise: int = 0
 
 
-def record_meeting_praise(
-    engine: Engine,
-    *,
-    team: str,
-    occurrence: str,
-    day: date,
-    filled: int,
-    vague: int,
-    now: datetime,
-) -> bool:
-    """Record the praise read back from one team meeting occurrence, once.
+def week_start(day: date) -> date:
+    """The Monday of ``day``'s ISO week."""
+    return day - timedelta(days=day.weekday())
 
-    Returns False when this occurrence was already read back. Nothing is
-    recorded for an empty slot: no praise is not a win.
-    """
-    if filled <= 0:
-        return False
-    stmt = (
-        insert_ignoring(engine, wins_table, ["source", "occurrence", "kind"])
-        .values(
-            team=team,
-            day=day,
-            kind="praise",
-            source="meeting",
-            occurrence=occurrence,
-            count=filled,
-            vague=min(vague, filled),
-            recorded_at=now,
+
+class Wins:
+    """The wins table on one database (``db``, a SQLAlchemy engine). Counts only."""
+
+    def __init__(self, db: Engine) -> None:
+        self.db = db
+
+    def record_meeting_praise(
+        self,
+        *,
+        team: str,
+        occurrence: str,
+        day: date,
+        filled: int,
+        vague: int,
+        now: datetime,
+    ) -> bool:
+        """Record the praise read back from one team meeting occurrence, once.
+
+        Returns False when this occurrence was already read back. Nothing is
+        recorded for an empty slot: no praise is not a win.
+        """
+        if filled <= 0:
+            return False
+        stmt = (
+            insert_ignoring(self.db, wins_table, ["source", "occurrence", "kind"])
+            .values(
+                team=team,
+                day=day,
+                kind="praise",
+                source="meeting",
+                occurrence=occurrence,
+                count=filled,
+                vague=min(vague, filled),
+                recorded_at=now,
+            )
+            .returning(wins_table.c.id)
         )
-        .returning(wins_table.c.id)
-    )
-    with write_transaction(engine) as conn:
-        return conn.execute(stmt).first() is not None
+        with write_transaction(self.db) as conn:
+            return conn.execute(stmt).first() is not None
 
+    def record_one_on_one(
+        self, *, team: str, occurrence: str, day: date, kind: str, now: datetime
+    ) -> bool:
+        """Record one 1:1 occurrence marked as done, once: a private win of ``kind``.
 
-def record_one_on_one(
-    engine: Engine, *, team: str, occurrence: str, day: date, kind: str, now: datetime
-) -> bool:
-    """Record one 1:1 occurrence marked as done, once: a private win of ``kind``.
-
-    Returns False when this occurrence was already recorded. Only the team,
-    day, kind and occurrence id are kept: nothing about who or what.
-    """
-    if kind not in WIN_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(WIN_KINDS)}")
-    stmt = (
-        insert_ignoring(engine, wins_table, ["source", "occurrence", "kind"])
-        .values(
-            team=team,
-            day=day,
-            kind=kind,
-            source=ONE_ON_ONE,
-            occurrence=occurrence,
-            count=1,
-            vague=0,
-            recorded_at=now,
-        )
-        .returning(wins_table.c.id)
-    )
-    with write_transaction(engine) as conn:
-        return conn.execute(stmt).first() is not None
-
-
-def log_win(engine: Engine, *, team: str, kind: str, day: date, now: datetime) -> None:
-    """Record one win logged on the command line. Only the team, kind and day are kept."""
-    if kind not in WIN_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(WIN_KINDS)}")
-    with write_transaction(engine) as conn:
-        conn.execute(
-            wins_table.insert().values(
+        Returns False when this occurrence was already recorded. Only the team,
+        day, kind and occurrence id are kept: nothing about who or what.
+        """
+        if kind not in WIN_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(WIN_KINDS)}")
+        stmt = (
+            insert_ignoring(self.db, wins_table, ["source", "occurrence", "kind"])
+            .values(
                 team=team,
                 day=day,
                 kind=kind,
-                source="cli",
-                occurrence=f"cli:{uuid.uuid4().hex}",
+                source=ONE_ON_ONE,
+                occurrence=occurrence,
                 count=1,
                 vague=0,
                 recorded_at=now,
             )
+            .returning(wins_table.c.id)
         )
+        with write_transaction(self.db) as conn:
+            return conn.execute(stmt).first() is not None
+
+    def log(self, *, team: str, kind: str, day: date, now: datetime) -> None:
+        """Record one win logged on the command line. Only the team, kind and day are kept."""
+        if kind not in WIN_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(WIN_KINDS)}")
+        with write_transaction(self.db) as conn:
+            conn.execute(
+                wins_table.insert().values(
+                    team=team,
+                    day=day,
+                    kind=kind,
+                    source="cli",
+                    occurrence=f"cli:{uuid.uuid4().hex}",
+                    count=1,
+                    vague=0,
+                    recorded_at=now,
+                )
+            )
+
+    def between(self, team: str, first: date, last: date) -> WinCounts:
+        """Wins of ``team`` on the days ``first`` to ``last``, inclusive."""
+        t = wins_table
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(t.c.kind, t.c.source, func.sum(t.c.count), func.sum(t.c.vague))
+                .where(t.c.team == team, t.c.day >= first, t.c.day <= last)
+                .group_by(t.c.kind, t.c.source)
+            ).all()
+        public: dict[str, int] = {}
+        private: dict[str, int] = {}
+        vague = 0
+        for kind, source, total, vague_total in rows:
+            into = private if source == ONE_ON_ONE else public
+            into[kind] = into.get(kind, 0) + int(total or 0)
+            if into is public and kind == "praise":
+                vague += int(vague_total or 0)
+        return WinCounts(
+            praise=public.get("praise", 0),
+            corrective=public.get("corrective", 0) + private.get("corrective", 0),
+            vague=vague,
+            one_on_one_praise=private.get("praise", 0),
+        )
+
+    def streak(self, team: str, last_week: date) -> int:
+        """How many weeks in a row, ending with ``last_week``'s week, had praise.
+
+        Public praise only: praise from 1:1s is private and makes no team streak.
+        """
+        t = wins_table
+        monday = week_start(last_week)
+        with self.db.connect() as conn:
+            days = conn.scalars(
+                select(t.c.day)
+                .where(
+                    t.c.team == team,
+                    t.c.kind == "praise",
+                    t.c.source != ONE_ON_ONE,
+                    t.c.day <= monday + timedelta(days=6),
+                )
+                .distinct()
+            ).all()
+        weeks = {week_start(d) for d in days}
+        streak = 0
+        while monday - timedelta(weeks=streak) in weeks:
+            streak += 1
+        return streak
 
 
 def log_win_today(
-    db: Engine,
+    wins: Wins,
     outbox: Outbox,
     team: Team,
     kind: str,
@@ -147,61 +204,6 @@ def log_win_today(
 ) -> None:
     """One win logged by hand today (in the team's time zone); praise queues the celebration."""
     today = now.astimezone(team.zone).date()
-    log_win(db, team=team.name, kind=kind, day=today, now=now)
+    wins.log(team=team.name, kind=kind, day=today, now=now)
     if kind == "praise":
         outbox.enqueue(plan_celebration(team, today, settings, now), now)
-
-
-def wins_between(engine: Engine, team: str, first: date, last: date) -> WinCounts:
-    """Wins of ``team`` on the days ``first`` to ``last``, inclusive."""
-    t = wins_table
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(t.c.kind, t.c.source, func.sum(t.c.count), func.sum(t.c.vague))
-            .where(t.c.team == team, t.c.day >= first, t.c.day <= last)
-            .group_by(t.c.kind, t.c.source)
-        ).all()
-    public: dict[str, int] = {}
-    private: dict[str, int] = {}
-    vague = 0
-    for kind, source, total, vague_total in rows:
-        into = private if source == ONE_ON_ONE else public
-        into[kind] = into.get(kind, 0) + int(total or 0)
-        if into is public and kind == "praise":
-            vague += int(vague_total or 0)
-    return WinCounts(
-        praise=public.get("praise", 0),
-        corrective=public.get("corrective", 0) + private.get("corrective", 0),
-        vague=vague,
-        one_on_one_praise=private.get("praise", 0),
-    )
-
-
-def week_start(day: date) -> date:
-    """The Monday of ``day``'s ISO week."""
-    return day - timedelta(days=day.weekday())
-
-
-def praise_streak(engine: Engine, team: str, last_week: date) -> int:
-    """How many weeks in a row, ending with ``last_week``'s week, had praise.
-
-    Public praise only: praise from 1:1s is private and makes no team streak.
-    """
-    t = wins_table
-    monday = week_start(last_week)
-    with engine.connect() as conn:
-        days = conn.scalars(
-            select(t.c.day)
-            .where(
-                t.c.team == team,
-                t.c.kind == "praise",
-                t.c.source != ONE_ON_ONE,
-                t.c.day <= monday + timedelta(days=6),
-            )
-            .distinct()
-        ).all()
-    weeks = {week_start(d) for d in days}
-    streak = 0
-    while monday - timedelta(weeks=streak) in weeks:
-        streak += 1
-    return streak

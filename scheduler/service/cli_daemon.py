@@ -53,7 +53,7 @@ def log_win(config_path: Path, team: str, kind: str) -> None:
     """Record one feedback win given outside a meeting (no free text is stored)."""
     from feedback_agendas.scheduler.reminders.after_sync import reminder_settings
     from feedback_agendas.scheduler.reminders.outbox import Outbox
-    from feedback_agendas.scheduler.reminders.wins import log_win_today
+    from feedback_agendas.scheduler.reminders.wins import Wins, log_win_today
     from feedback_agendas.scheduler.storage.store import Store
     from feedback_agendas.scheduler.sync.cycle import utc_now
 
@@ -69,7 +69,7 @@ def log_win(config_path: Path, team: str, kind: str) -> None:
         sys.exit(2)
     with store:
         outbox = Outbox(store.engine, max_attempts=cfg.reminders.max_attempts)
-        log_win_today(store.engine, outbox, found, kind, reminder_settings(cfg), utc_now())
+        log_win_today(Wins(store.engine), outbox, found, kind, reminder_settings(cfg), utc_now())
     if kind == "praise":
         click.echo(f"logged a praise win for {team}; the team will be celebrated today")
     else:

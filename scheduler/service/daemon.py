@@ -39,13 +39,13 @@ from feedback_agendas.scheduler.reminders.after_sync import (
 from feedback_agendas.scheduler.reminders.outbox import Outbox
 from feedback_agendas.scheduler.reminders.planning import plan_digests
 from feedback_agendas.scheduler.reminders.readback import ReadBacks
-from feedback_agendas.scheduler.reminders.wins import log_win_today
+from feedback_agendas.scheduler.reminders.wins import Wins, log_win_today
 from feedback_agendas.scheduler.service.calendar_turns import ProviderCache, Turns
 from feedback_agendas.scheduler.service.commands import make_renderer
 from feedback_agendas.scheduler.service.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from feedback_agendas.scheduler.service.readiness import ReplicaState, readiness
 from feedback_agendas.scheduler.service.sender import ReminderSender, SendReport
-from feedback_agendas.scheduler.storage import leases
+from feedback_agendas.scheduler.storage.leases import Leases, local_replica_id
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.sync.cycle import fail_cycle, run_calendar, utc_now
 from feedback_agendas.scheduler.sync.discovery import CalendarList, with_calendars
@@ -96,8 +96,9 @@ class Daemon:
         self.provider_factory = provider_factory or partial(
             build_provider, store=self.store, clock=lambda: self.clock().timestamp()
         )
-        self.replica_id = replica_id or leases.local_replica_id()
+        self.replica_id = replica_id or local_replica_id()
         self.lease_ttl = lease_ttl
+        self.leases = Leases(self.db)
         self.metrics = metrics or DaemonMetrics()
         self.outbox = Outbox(self.db, max_attempts=cfg.reminders.max_attempts)
         # The config's calendars and the people its sources (discover:) found,
@@ -251,7 +252,7 @@ class Daemon:
         """Claim the lease, run one cycle, give the lease back; None if another replica has it."""
         resource = CALENDAR_LEASE + name
         try:
-            claimed = leases.claim(self.store, [resource], self.replica_id, self.lease_ttl, now, 1)
+            claimed = self.leases.claim([resource], self.replica_id, self.lease_ttl, now, 1)
         except Exception as exc:  # the database is unreachable: nothing to release
             report = CycleReport(calendar=name, started_at=now)
             fail_cycle(self.store, report, exc, finished_at=now, dry_run=True)
@@ -285,7 +286,7 @@ class Daemon:
             return report
         finally:
             try:
-                leases.release(self.store, [resource], self.replica_id)
+                self.leases.release([resource], self.replica_id)
             except Exception as exc:  # it expires on its own
                 log.warning("calendar %s: releasing the lease failed: %s", name, type(exc).__name__)
             with self._held_lock:
@@ -315,7 +316,7 @@ class Daemon:
         team = self.teams.get(team_name)
         if team is None:
             raise FeedbackAgendasError(f"no team named {team_name!r}")
-        log_win_today(self.db, self.outbox, team, kind, self.settings, now or self.clock())
+        log_win_today(Wins(self.db), self.outbox, team, kind, self.settings, now or self.clock())
         self.metrics.wins.labels(kind).inc()
 
     def plan_reminders(self, now: datetime | None = None) -> int:
@@ -338,7 +339,7 @@ class Daemon:
         self._use_rules(self.rules_cache.rules(now))
         with self._held_lock:
             held = sorted(self._held)
-        leases.heartbeat(self.store, held, self.replica_id, self.lease_ttl, now)
+        self.leases.heartbeat(held, self.replica_id, self.lease_ttl, now)
         self.outbox.extend_leases(self.replica_id, now, self.lease_ttl)
         self.metrics.leases_held.labels("calendar").set(len(held))
         self.metrics.leases_held.labels("outbox").set(self.outbox.held_by(self.replica_id, now))
@@ -365,9 +366,9 @@ class Daemon:
 
         Rows such a process was sending stay ``sending``; a resend is counted as
         a possible duplicate. Call once at start-up, before any work (see
-        :func:`~feedback_agendas.scheduler.storage.leases.reclaim_dead_local`).
+        :meth:`~feedback_agendas.scheduler.storage.leases.Leases.reclaim_dead_local`).
         """
-        return leases.reclaim_dead_local(self.store, CALENDAR_LEASE, self.replica_id, self.outbox)
+        return self.leases.reclaim_dead_local(CALENDAR_LEASE, self.replica_id, self.outbox)
 
     def metrics_text(self) -> tuple[bytes, str]:
         return self.metrics.render(), CONTENT_TYPE_LATEST
@@ -383,7 +384,7 @@ class Daemon:
             held = sorted(self._held)
             self._held.clear()
         try:
-            leases.release(self.store, held, self.replica_id)
+            self.leases.release(held, self.replica_id)
             self.outbox.release(self.replica_id)
         except Exception as exc:
             failure = describe_failure(exc, subject="shutdown")

@@ -30,7 +30,7 @@ from feedback_agendas.scheduler.reminders.planning import (
     ReminderSettings,
     schedule_outside_quiet_hours,
 )
-from feedback_agendas.scheduler.reminders.wins import praise_streak, wins_between
+from feedback_agendas.scheduler.reminders.wins import Wins
 from feedback_agendas.scheduler.service.metrics import DaemonMetrics
 from feedback_agendas.scheduler.sync.failures import error_kind
 
@@ -77,7 +77,7 @@ class ReminderSender:
         metrics: DaemonMetrics,
         stopping: threading.Event,
     ) -> None:
-        self.db = db
+        self.wins = Wins(db)
         self.outbox = outbox
         self.notifier = notifier
         self.teams = teams
@@ -162,15 +162,15 @@ class ReminderSender:
     def _counts(self, item: OutboxItem, team: Team) -> dict[str, int]:
         if item.kind == CELEBRATION:
             day = datetime.fromisoformat(item.params["day"]).date()
-            wins = wins_between(self.db, team.name, day, day)
+            wins = self.wins.between(team.name, day, day)
             return {"praise": wins.praise, "vague": wins.vague}
         if item.kind in (DIGEST_TEAM, DIGEST_MANAGER):
             monday = datetime.fromisoformat(item.params["week_start"]).date()
-            wins = wins_between(self.db, team.name, monday, monday + timedelta(days=6))
+            wins = self.wins.between(team.name, monday, monday + timedelta(days=6))
             counts = {
                 "praise": wins.praise,
                 "vague": wins.vague,
-                "streak": praise_streak(self.db, team.name, monday),
+                "streak": self.wins.streak(team.name, monday),
             }
             if item.kind == DIGEST_MANAGER:  # corrective and 1:1 wins: numbers, only here
                 counts["corrective"] = wins.corrective

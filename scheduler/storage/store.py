@@ -1,31 +1,27 @@
-"""The store: sync cursors, one record per event we saw, and the run log.
+"""The store: the sync engine's state (cursors, event records, run log, health) on one database.
 
 It keeps what we need to stay idempotent and nothing more: ids, block hashes,
-codes, counts and times. Never titles, descriptions, attendee names or
-feedback content (I7); codes are checked to be codes, so free text is refused
-before it reaches the database.
+codes, counts and times (the values and their checks are in
+:mod:`feedback_agendas.scheduler.storage.records`). :meth:`Store.open` also
+migrates the database; the other concerns' repositories (leases, outbox,
+wins, read-backs, push channels) take the store's engine.
 
 A cycle's outcome (new cursor, records, run log entry) is committed in one
 transaction: a crash before the commit leaves the old cursor, and the next
-cycle reads the same changes again.
+cycle reads the same changes again. A quiet cycle (most cycles) reads and
+writes through :mod:`feedback_agendas.scheduler.storage.quiet`.
 
-A quiet cycle (nothing changed, nothing due) is most cycles, and the one
-every calendar pays on every poll: :meth:`Store.begin_cycle` reads its cursor
-and whether any record is due in one statement, and :meth:`Store.commit_quiet`
-writes the cursor and the run log entry in one statement each. Both run on the
-DB-API connection with SQL prepared once per engine: SQLAlchemy's per-statement
-work (cache keys, result objects, events) cost several times the statements.
+Why one module above 400 lines: the cursor, the records, the run log and the
+health are written together by :meth:`Store.commit_cycle`, in one transaction,
+and read together by :meth:`Store.status`; split apart, each part would have
+to hand its connection to the others.
 """
 
 from __future__ import annotations
 
 import random
-import re
-import threading
-import weakref
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,23 +36,34 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.exc import OperationalError
 
 from feedback_agendas.agendas.errors import UserError
 from feedback_agendas.agendas.model import EventRef
 from feedback_agendas.integrations.redact import mask_url
 from feedback_agendas.scheduler.storage.db import (
-    UTCDateTime,
-    _writer_lock,
     create_engine_for,
     upsert,
     write_transaction,
 )
 from feedback_agendas.scheduler.storage.migrations import migrate
-from feedback_agendas.scheduler.storage.tables import MAX_EVENT_ID as MAX_EVENT_ID
-from feedback_agendas.scheduler.storage.tables import MAX_RECURRENCE_ID as MAX_RECURRENCE_ID
+from feedback_agendas.scheduler.storage.quiet import QuietStatements
+from feedback_agendas.scheduler.storage.records import (
+    SERIES,
+    CalendarHealth,
+    CycleStart,
+    EventRecord,
+    RunSummary,
+    check_cycle,
+    is_code,
+    record_from_row,
+    ref_of,
+    row_from_record,
+    run_from_row,
+)
 from feedback_agendas.scheduler.storage.tables import (
+    MAX_EVENT_ID,
+    MAX_RECURRENCE_ID,
     caldav_collections,
     calendar_cursors,
     calendar_health,
@@ -70,73 +77,6 @@ from feedback_agendas.scheduler.storage.tables import (
 RUN_LOG_KEEP = 500
 QUIET_PRUNE_EVERY = 50
 
-# A series (or single event) has no recurrence id; the key column cannot be NULL.
-_SERIES = ""
-
-# A code is a short identifier ("one_on_one", "skipped.not_organizer",
-# "error.RateLimited"): no spaces, so a sentence cannot pass for one.
-_CODE = re.compile(r"^[A-Za-z0-9_.:/+-]+$")
-
-
-def is_code(value: str, max_len: int) -> bool:
-    """True when ``value`` is a code of 1 to ``max_len`` characters (no spaces, no text)."""
-    return 0 < len(value) <= max_len and _CODE.match(value) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """What we know about one event we saw or touched. Ids, codes, a hash and times only.
-
-    ``kind``: ``one_on_one`` | ``team`` | ``skip``; ``reason``: the skip reason
-    code; ``action``: what the last cycle did (``inserted``, ``updated``,
-    ``removed``, ``unchanged``, ``left_edited``, ``skipped``, ``failed``);
-    ``block_hash``: the hash of our block now in the event (``None``: none of
-    ours); ``revisit_at``: when to read the event again without a change;
-    ``pending_write``: a write failed or was given up, retry next cycle.
-    """
-
-    ref: EventRef
-    kind: str
-    reason: str | None
-    action: str
-    block_hash: str | None
-    revisit_at: datetime | None
-    pending_write: bool
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CalendarHealth:
-    """How a calendar fares: its last successful cycle and the failures in a row since."""
-
-    calendar: str
-    last_success_at: datetime | None
-    last_failure_at: datetime | None
-    consecutive_failures: int
-    last_error_kind: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CycleStart:
-    """What a cycle reads before it asks the provider: the stored cursor, and whether any
-    record of the calendar is due for a revisit or a retried write."""
-
-    cursor: str | None
-    due: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    """One cycle of one calendar in the run log. ``counts`` maps codes to numbers."""
-
-    calendar: str
-    started_at: datetime
-    finished_at: datetime
-    ok: bool
-    error_kind: str | None
-    writes: int
-    counts: dict[str, int]
-
 
 class Store:
     """The database behind the engine. Open with :meth:`open`; close when done."""
@@ -145,7 +85,7 @@ class Store:
         """Wrap an engine whose database is already at head (use :meth:`open`)."""
         self.engine = engine
         self.run_log_keep = run_log_keep
-        self._quick = _QuietStatements(engine)
+        self._quick = QuietStatements(engine)
         self._prune_draw = random.Random()
 
     @classmethod
@@ -239,13 +179,13 @@ class Store:
             rows = conn.execute(
                 select(event_records).where(event_records.c.calendar == calendar)
             ).mappings()
-            return {rec.ref: rec for rec in map(_record_from_row, rows)}
+            return {rec.ref: rec for rec in map(record_from_row, rows)}
 
     def all_records(self) -> list[EventRecord]:
         """Every record of every calendar, ordered by event."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(event_records)).mappings()
-            return sorted(map(_record_from_row, rows), key=lambda rec: rec.ref)
+            return sorted(map(record_from_row, rows), key=lambda rec: rec.ref)
 
     def due_refs(self, calendar: str, now: datetime) -> list[EventRef]:
         """Events of ``calendar`` to read again: revisit time reached, or a write pending."""
@@ -256,7 +196,7 @@ class Store:
             .where(or_(t.revisit_at <= now, t.pending_write.is_(True)))
         )
         with self.engine.connect() as conn:
-            return sorted(_ref(*row) for row in conn.execute(query))
+            return sorted(ref_of(*row) for row in conn.execute(query))
 
     # -- the cycle's commit --------------------------------------------------
 
@@ -275,17 +215,23 @@ class Store:
         ``calendar``. Raises ``ValueError`` (and stores nothing) on a record or
         run that is not ids, codes and aware times.
         """
-        _check_cycle(calendar, upserts, deletes, run)
+        check_cycle(calendar, upserts, deletes, run)
         with write_transaction(self.engine) as conn:
             if cursor is not None:
                 conn.execute(
                     upsert(conn, calendar_cursors, ["calendar"]),
-                    [{"calendar": calendar, "cursor": cursor, "updated_at": run.finished_at}],
+                    [
+                        {
+                            "calendar": calendar,
+                            "cursor": cursor,
+                            "updated_at": run.finished_at,
+                        }
+                    ],
                 )
             if upserts:
                 conn.execute(
                     upsert(conn, event_records, ["calendar", "event_id", "recurrence_id"]),
-                    [_row_from_record(rec) for rec in upserts],
+                    [row_from_record(rec) for rec in upserts],
                 )
             if deletes:
                 t = event_records.c
@@ -299,7 +245,7 @@ class Store:
                         {
                             "b_calendar": ref.calendar,
                             "b_event_id": ref.event_id,
-                            "b_recurrence_id": ref.recurrence_id or _SERIES,
+                            "b_recurrence_id": ref.recurrence_id or SERIES,
                         }
                         for ref in deletes
                     ],
@@ -314,7 +260,7 @@ class Store:
         pruning). For a cycle that changed no record; anything else goes
         through :meth:`commit_cycle`.
         """
-        _check_cycle(calendar, (), (), run)
+        check_cycle(calendar, (), (), run)
         q = self._quick
         statements: list[tuple[str, tuple[Any, ...] | list[tuple[Any, ...]]]] = []
         if cursor is not None:
@@ -391,7 +337,7 @@ class Store:
                 .all()
             )
             counts = _counts_of(conn, [row["id"] for row in rows])
-        return [_run_from_row(row, counts.get(row["id"], {})) for row in rows]
+        return [run_from_row(row, counts.get(row["id"], {})) for row in rows]
 
     def status(self) -> dict[str, Any]:
         """Per calendar: cursor, records by kind and action, pending writes, health, last run.
@@ -462,163 +408,6 @@ def _health_status(row: Any) -> dict[str, Any] | None:
     }
 
 
-class _QuietStatements:
-    """The quiet cycle's SQL, prepared once for an engine's dialect, run on the DB-API connection.
-
-    Errors come out as SQLAlchemy's (``DBAPIError`` subclasses), as from any
-    other statement of the store.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        dialect = engine.dialect
-        self.sqlite = dialect.name == "sqlite"
-        # An SQLite file: each thread keeps a connection of its own (a file never
-        # drops it; checking one out of the pool and back cost as much as the
-        # statements). PostgreSQL connections come from the pool, which pings
-        # them; so do SQLite's in-memory ones (one database per connection).
-        self.own_connections = self.sqlite and isinstance(engine.pool, QueuePool)
-        # A thread's connection closes when its thread is gone; close() closes
-        # the ones still open.
-        self._local = threading.local()
-        self._own: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._own_lock = threading.Lock()
-        p = "?" if self.sqlite else "%s"
-        to_db = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-        self.time: Any = to_db or (lambda value: value)
-        self.begin = (
-            f"SELECT (SELECT cursor FROM calendar_cursors WHERE calendar = {p}),"
-            f" EXISTS (SELECT 1 FROM event_records WHERE calendar = {p}"
-            f" AND (revisit_at <= {p} OR pending_write))"
-        )
-        self.upsert_cursor = (
-            f"INSERT INTO calendar_cursors (calendar, cursor, updated_at) VALUES ({p}, {p}, {p})"
-            " ON CONFLICT (calendar) DO UPDATE"
-            " SET cursor = excluded.cursor, updated_at = excluded.updated_at"
-        )
-        self.insert_run = (
-            "INSERT INTO run_log (calendar, started_at, finished_at, ok, error_kind, writes)"
-            f" VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
-        )
-        self.insert_run_returning = self.insert_run + " RETURNING id"
-        self.insert_counts = (
-            f"INSERT INTO run_log_counts (run_id, code, count) VALUES ({p}, {p}, {p})"
-        )
-        self.health_ok = (
-            "INSERT INTO calendar_health (calendar, last_success_at, consecutive_failures,"
-            f" last_error_kind) VALUES ({p}, {p}, 0, NULL) ON CONFLICT (calendar) DO UPDATE"
-            " SET last_success_at = excluded.last_success_at, consecutive_failures = 0,"
-            " last_error_kind = NULL"
-        )
-        self.health_failed = (
-            "INSERT INTO calendar_health (calendar, last_failure_at, consecutive_failures,"
-            f" last_error_kind) VALUES ({p}, {p}, 1, {p}) ON CONFLICT (calendar) DO UPDATE"
-            " SET last_failure_at = excluded.last_failure_at,"
-            " consecutive_failures = calendar_health.consecutive_failures + 1,"
-            " last_error_kind = excluded.last_error_kind"
-        )
-        self.prune = (
-            f"DELETE FROM run_log WHERE calendar = {p} AND id < (SELECT id FROM run_log"
-            f" WHERE calendar = {p} ORDER BY id DESC LIMIT 1 OFFSET {p})"
-        )
-
-    def run_row(self, run: RunSummary) -> tuple[Any, ...]:
-        return (
-            run.calendar,
-            self.time(run.started_at),
-            self.time(run.finished_at),
-            run.ok,
-            run.error_kind,
-            run.writes,
-        )
-
-    def _connection(self) -> Any:
-        if not self.own_connections:
-            return self.engine.raw_connection()
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self.engine.raw_connection()
-            connection.detach()  # ours now: the pool neither counts nor recycles it
-            self._local.connection = connection
-            with self._own_lock:
-                self._own.add(connection)
-            # Closed explicitly when its thread is gone, not left to the collector.
-            weakref.finalize(threading.current_thread(), connection.close)
-        return connection
-
-    def _done(self, connection: Any) -> None:
-        if not self.own_connections:
-            connection.close()  # back to the pool, which rolls back
-
-    def close(self) -> None:
-        """Close the threads' own connections (SQLite)."""
-        with self._own_lock:
-            own, self._own = list(self._own), weakref.WeakSet()
-        for connection in own:
-            connection.close()
-        self._local = threading.local()
-
-    def run(self, sql: str, params: tuple[Any, ...], *, fetch: bool = False) -> Any:
-        """One read statement in its own short transaction; the first row if ``fetch``."""
-        connection = self._connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                cursor.execute(sql, params)
-                return cursor.fetchone() if fetch else None
-            finally:
-                cursor.close()
-        except self.engine.dialect.loaded_dbapi.Error as exc:
-            raise self._translated(sql, params, exc) from exc
-        finally:
-            self._done(connection)
-
-    def write(self, statements: list[tuple[str, Any]]) -> None:
-        """Run ``statements`` in one write transaction (``BEGIN IMMEDIATE`` on SQLite).
-
-        ``insert_run_returning`` gives the new run's id; later statements that
-        take a list of rows (the run's counts) get it prepended to each row.
-        """
-        sql: str = ""
-        params: Any = ()
-        with _writer_lock(self.engine):
-            connection = self._connection()
-            try:
-                cursor = connection.cursor()
-                try:
-                    # One statement is a transaction of its own (SQLite's autocommit).
-                    if self.sqlite and len(statements) > 1:
-                        cursor.execute("BEGIN IMMEDIATE")
-                    run_id = None
-                    for sql, params in statements:
-                        if isinstance(params, list):
-                            cursor.executemany(sql, [(run_id, *row) for row in params])
-                            continue
-                        cursor.execute(sql, params)
-                        if sql is self.insert_run_returning:
-                            row = cursor.fetchone()
-                            assert row is not None
-                            run_id = row[0]
-                    connection.commit()
-                finally:
-                    cursor.close()
-            except self.engine.dialect.loaded_dbapi.Error as exc:
-                connection.rollback()
-                raise self._translated(sql, params, exc) from exc
-            except BaseException:
-                connection.rollback()
-                raise
-            finally:
-                self._done(connection)
-
-    def _translated(self, sql: str, params: Any, exc: Exception) -> Exception:
-        dbapi_error = self.engine.dialect.loaded_dbapi.Error
-        translated = DBAPIError.instance(
-            sql, params, exc, dbapi_error, hide_parameters=True, dialect=self.engine.dialect
-        )
-        return translated
-
-
 def upgrade(url: str) -> str:
     """Upgrade the database at ``url`` to the newest schema; return the revision it is at."""
     engine = create_engine_for(url)
@@ -630,6 +419,20 @@ def upgrade(url: str) -> str:
     finally:
         engine.dispose()
 
+
+# What the rest of the code imports from here.
+__all__ = [
+    "MAX_EVENT_ID",
+    "MAX_RECURRENCE_ID",
+    "RUN_LOG_KEEP",
+    "CalendarHealth",
+    "CycleStart",
+    "EventRecord",
+    "RunSummary",
+    "Store",
+    "is_code",
+    "upgrade",
+]
 
 # -- helpers ---------------------------------------------------------------
 
@@ -660,76 +463,6 @@ def _record_health(conn: Connection, run: RunSummary) -> None:
     )
 
 
-def _check_code(field: str, value: str | None, max_len: int, *, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if not isinstance(value, str) or len(value) > max_len or not _CODE.match(value):
-        raise ValueError(f"{field} must be a code of at most {max_len} characters, without spaces")
-
-
-def _check_ref(ref: EventRef, calendar: str) -> None:
-    if ref.calendar != calendar:
-        raise ValueError(f"an event of calendar {ref.calendar!r} in a cycle of {calendar!r}")
-    if not ref.event_id or len(ref.event_id) > MAX_EVENT_ID or "\x00" in ref.event_id:
-        raise ValueError(f"event ids must be 1 to {MAX_EVENT_ID} characters long, without NUL")
-    if ref.recurrence_id is not None:
-        _check_code("recurrence_id", ref.recurrence_id, MAX_RECURRENCE_ID)
-
-
-def _check_cycle(
-    calendar: str, upserts: Iterable[EventRecord], deletes: Iterable[EventRef], run: RunSummary
-) -> None:
-    if not calendar or len(calendar) > 200:
-        raise ValueError("calendar names must be 1 to 200 characters long")
-    for rec in upserts:
-        _check_ref(rec.ref, calendar)
-        _check_code("kind", rec.kind, 32)
-        _check_code("reason", rec.reason, 64, optional=True)
-        _check_code("action", rec.action, 32)
-        _check_code("block_hash", rec.block_hash, 128, optional=True)
-    for ref in deletes:
-        _check_ref(ref, calendar)
-    if run.calendar != calendar:
-        raise ValueError(f"a run of calendar {run.calendar!r} in a cycle of {calendar!r}")
-    _check_code("error_kind", run.error_kind, 64, optional=True)
-    for code, count in run.counts.items():
-        _check_code("count code", code, 128)
-        if not isinstance(count, int):
-            raise ValueError("counts must be integers")
-
-
-def _ref(calendar: str, event_id: str, recurrence_id: str) -> EventRef:
-    return EventRef(calendar, event_id, recurrence_id or None)
-
-
-def _row_from_record(rec: EventRecord) -> dict[str, Any]:
-    return {
-        "calendar": rec.ref.calendar,
-        "event_id": rec.ref.event_id,
-        "recurrence_id": rec.ref.recurrence_id or _SERIES,
-        "kind": rec.kind,
-        "reason": rec.reason,
-        "action": rec.action,
-        "block_hash": rec.block_hash,
-        "revisit_at": rec.revisit_at,
-        "pending_write": rec.pending_write,
-        "updated_at": rec.updated_at,
-    }
-
-
-def _record_from_row(row: Any) -> EventRecord:
-    return EventRecord(
-        ref=_ref(row["calendar"], row["event_id"], row["recurrence_id"]),
-        kind=row["kind"],
-        reason=row["reason"],
-        action=row["action"],
-        block_hash=row["block_hash"],
-        revisit_at=row["revisit_at"],
-        pending_write=bool(row["pending_write"]),
-        updated_at=row["updated_at"],
-    )
-
-
 def _counts_of(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]]:
     if not run_ids:
         return {}
@@ -738,15 +471,3 @@ def _counts_of(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, int]
     for row in conn.execute(query).mappings():
         result.setdefault(row["run_id"], {})[row["code"]] = row["count"]
     return result
-
-
-def _run_from_row(row: Any, counts: dict[str, int]) -> RunSummary:
-    return RunSummary(
-        calendar=row["calendar"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        ok=bool(row["ok"]),
-        error_kind=row["error_kind"],
-        writes=row["writes"],
-        counts=dict(sorted(counts.items())),
-    )

@@ -48,8 +48,8 @@ from feedback_agendas.scheduler.config.schema import (
     CalendarDiscovery,
     TeamConfig,
 )
-from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.storage.db import write_transaction
+from feedback_agendas.scheduler.storage.leases import Leases
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.storage.tables import calendar_discovery
 
@@ -243,13 +243,13 @@ def refresh_sources(
             outcomes.append(_preview(source, row, source_factory, clock))
             continue
         resource = LEASE_PREFIX + key
-        if not leases.claim(store, [resource], holder, REFRESH_LEASE, now, 1):
+        if not Leases(store.engine).claim([resource], holder, REFRESH_LEASE, now, 1):
             outcomes.append(_unchanged(source, row, BUSY))
             continue
         try:
             outcomes.append(_refresh(source, row, lists, now, source_factory, clock))
         finally:
-            leases.release(store, [resource], holder)
+            Leases(store.engine).release([resource], holder)
     return outcomes
 
 

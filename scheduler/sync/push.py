@@ -54,8 +54,8 @@ from sqlalchemy import delete, func, or_, select, update
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.integrations.calendars.google_push import PushChannel, push_channel_id
 from feedback_agendas.scheduler.config.schema import AppConfig
-from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.storage.db import write_transaction
+from feedback_agendas.scheduler.storage.leases import Leases
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.storage.tables import push_channels as push_channels_table
 from feedback_agendas.scheduler.sync.cycle import utc_now
@@ -259,12 +259,12 @@ class PushChannels:
 
     def _under_lease(self, calendar: str, now: datetime, work: Callable[[], None]) -> None:
         resource = PUSH_LEASE + calendar
-        if not leases.claim(self.store, [resource], self.replica_id, self.lease_ttl, now, 1):
+        if not Leases(self.store.engine).claim([resource], self.replica_id, self.lease_ttl, now, 1):
             return  # another replica is on it
         try:
             work()
         finally:
-            leases.release(self.store, [resource], self.replica_id)
+            Leases(self.store.engine).release([resource], self.replica_id)
 
     def _renew(self, name: str, now: datetime, report: PushReport) -> None:
         # Read again under the lease: another replica may have just done it.

@@ -23,7 +23,6 @@ from feedback_agendas.integrations.notify.base import channel_id
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.reminders.outbox import NewReminder
 from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon
-from feedback_agendas.scheduler.storage import leases
 from tests.support.receivers import WebhookReceiver
 
 KILLS = int(os.environ.get("FA_CRASH_KILLS", "50"))
@@ -78,8 +77,8 @@ def test_a_restarted_daemon_takes_back_the_leases_of_its_dead_predecessor_at_onc
         dead = f"{host}-{_dead_pid()}-abcdef"
         alive = f"{host}-{os.getppid()}-abcdef"  # our parent is still running
         ttl = timedelta(seconds=60)
-        assert leases.claim(daemon.store, [CALENDAR_LEASE + "a"], dead, ttl, now, 1)
-        assert leases.claim(daemon.store, [CALENDAR_LEASE + "b"], alive, ttl, now, 1)
+        assert daemon.leases.claim([CALENDAR_LEASE + "a"], dead, ttl, now, 1)
+        assert daemon.leases.claim([CALENDAR_LEASE + "b"], alive, ttl, now, 1)
         daemon.outbox.enqueue(
             [
                 NewReminder(
@@ -101,7 +100,7 @@ def test_a_restarted_daemon_takes_back_the_leases_of_its_dead_predecessor_at_onc
 
         assert daemon.reclaim_dead_local_leases() == 3  # a calendar and two outbox rows
 
-        holders = leases.holders(daemon.store, CALENDAR_LEASE)
+        holders = daemon.leases.holders(CALENDAR_LEASE)
         assert holders == {CALENDAR_LEASE + "a": None, CALENDAR_LEASE + "b": alive}
         assert daemon.sync_calendar("a") is not None  # no wait for the lease to expire
         assert daemon.sync_calendar("b") is None

@@ -24,7 +24,6 @@ from feedback_agendas.integrations.ratelimit import QUOTA_COOLDOWN_SECONDS
 from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon, push_sync_job, register, sync_job
-from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.sync.providers import build_provider
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 from tests.support.clock import Clock
@@ -85,7 +84,7 @@ def gated(tmp_path: Path) -> Iterator[tuple[Daemon, GatedCalendar]]:
 
 
 def holder(daemon: Daemon) -> str | None:
-    return leases.holders(daemon.store, [LEASE]).get(LEASE)
+    return daemon.leases.holders([LEASE]).get(LEASE)
 
 
 def test_interval_and_push_of_one_calendar_never_overlap_and_the_lease_stays_with_its_cycle(

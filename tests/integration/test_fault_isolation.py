@@ -29,7 +29,6 @@ from feedback_agendas.scheduler.service.cli import main
 from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon
 from feedback_agendas.scheduler.service.sample_week import write_sample_week
-from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -324,11 +323,11 @@ def test_the_daemon_releases_the_lease_of_a_calendar_it_cannot_build(
         report = daemon.sync_calendar("bad")
         assert report is not None and report.error == "config"
         assert report.error_message is not None and "chmod 600" in report.error_message
-        assert leases.holders(daemon.store, CALENDAR_LEASE)["calendar:bad"] is None
+        assert daemon.leases.holders(CALENDAR_LEASE)["calendar:bad"] is None
         creds.unlink()
         report = daemon.sync_calendar("bad")
         assert report is not None and report.error == "config"
-        assert leases.holders(daemon.store, CALENDAR_LEASE)["calendar:bad"] is None
+        assert daemon.leases.holders(CALENDAR_LEASE)["calendar:bad"] is None
         good = daemon.sync_calendar("good")
         assert good is not None and good.ok and good.writes == 7
         text = daemon.metrics.render().decode()

@@ -26,7 +26,6 @@ from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import EndpointServer
 from feedback_agendas.scheduler.service.loop import build_scheduler, run_forever
-from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.sync.push import (
     PUSH_LEASE,
     WEBHOOK_PATH,
@@ -227,11 +226,11 @@ def test_only_the_lease_holder_registers_a_calendars_channel(
         at = now()
         other = "replica-b"
         minute = timedelta(seconds=60)
-        assert leases.claim(svc.daemon.store, [PUSH_LEASE + "mona"], other, minute, at, 1)
+        assert svc.daemon.leases.claim([PUSH_LEASE + "mona"], other, minute, at, 1)
         report = svc.push.maintain(at)
         assert report.registered == ["erik"]
         assert [c["calendar_id"] for c in api.channels.values()] == [ERIK]
-        leases.release(svc.daemon.store, [PUSH_LEASE + "mona"], other)
+        svc.daemon.leases.release([PUSH_LEASE + "mona"], other)
         assert svc.push.maintain(at).registered == ["mona"]
         # Both replicas maintaining at once still leave one channel per calendar.
         twin = PushChannels(cfg, svc.daemon.store, replica_id=other)

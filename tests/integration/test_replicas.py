@@ -47,7 +47,8 @@ from feedback_agendas.integrations.calendars.ics import calendar_from_meetings, 
 from feedback_agendas.integrations.notify.base import channel_id
 from feedback_agendas.scheduler.reminders.outbox import SENT, NewReminder, Outbox, outbox_table
 from feedback_agendas.scheduler.reminders.planning import BEFORE_TEAM
-from feedback_agendas.scheduler.storage.store import Store, calendar_cursors
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import calendar_cursors
 from tests.integration.pg import postgres_schema
 from tests.support.receivers import WebhookReceiver
 

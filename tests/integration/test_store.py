@@ -24,7 +24,7 @@ from sqlalchemy import Boolean, DateTime, Integer, MetaData, String, event, insp
 
 from feedback_agendas.agendas.errors import UserError
 from feedback_agendas.agendas.model import EventRef
-from feedback_agendas.scheduler.storage import leases
+from feedback_agendas.scheduler.storage.leases import Leases
 from feedback_agendas.scheduler.storage.migrations import head_revision, schema_metadata
 from feedback_agendas.scheduler.storage.store import (
     CycleStart,
@@ -572,12 +572,12 @@ TTL = timedelta(seconds=60)
 
 def test_a_claim_takes_free_resources_up_to_the_limit(store: Store) -> None:
     cals = ["calendar:a", "calendar:b", "calendar:c"]
-    assert leases.claim(store, cals, "r1", TTL, NOW, limit=2) == ["calendar:a", "calendar:b"]
-    assert leases.claim(store, cals, "r2", TTL, NOW, limit=5) == ["calendar:c"]
-    assert leases.claim(store, cals, "r3", TTL, NOW, limit=5) == []
+    assert Leases(store.engine).claim(cals, "r1", TTL, NOW, limit=2) == ["calendar:a", "calendar:b"]
+    assert Leases(store.engine).claim(cals, "r2", TTL, NOW, limit=5) == ["calendar:c"]
+    assert Leases(store.engine).claim(cals, "r3", TTL, NOW, limit=5) == []
     # A holder's claim renews what it holds before taking more.
-    assert leases.claim(store, cals, "r1", TTL, NOW, limit=1) == ["calendar:a"]
-    assert leases.holders(store, cals) == {
+    assert Leases(store.engine).claim(cals, "r1", TTL, NOW, limit=1) == ["calendar:a"]
+    assert Leases(store.engine).holders(cals) == {
         "calendar:a": "r1",
         "calendar:b": "r1",
         "calendar:c": "r2",
@@ -585,35 +585,44 @@ def test_a_claim_takes_free_resources_up_to_the_limit(store: Store) -> None:
 
 
 def test_a_prefix_claims_among_registered_resources(store: Store) -> None:
-    leases.claim(store, ["outbox:1", "outbox:2", "calendar:a", "out%box"], "seed", TTL, NOW, 0)
-    assert leases.holders(store, "outbox:") == {}  # limit 0 claims and registers nothing
-    leases.claim(store, ["outbox:1", "outbox:2", "calendar:a", "out%box"], "seed", TTL, NOW, 4)
-    leases.release(store, ["outbox:1", "outbox:2", "calendar:a", "out%box"], "seed")
-    assert leases.claim(store, "outbox:", "r1", TTL, NOW, limit=10) == ["outbox:1", "outbox:2"]
-    assert leases.claim(store, "out%", "r2", TTL, NOW, limit=10) == ["out%box"]
+    Leases(store.engine).claim(
+        ["outbox:1", "outbox:2", "calendar:a", "out%box"], "seed", TTL, NOW, 0
+    )
+    assert Leases(store.engine).holders("outbox:") == {}  # limit 0 claims and registers nothing
+    Leases(store.engine).claim(
+        ["outbox:1", "outbox:2", "calendar:a", "out%box"], "seed", TTL, NOW, 4
+    )
+    Leases(store.engine).release(["outbox:1", "outbox:2", "calendar:a", "out%box"], "seed")
+    assert Leases(store.engine).claim("outbox:", "r1", TTL, NOW, limit=10) == [
+        "outbox:1",
+        "outbox:2",
+    ]
+    assert Leases(store.engine).claim("out%", "r2", TTL, NOW, limit=10) == ["out%box"]
 
 
 def test_an_expired_lease_moves_to_another_holder(store: Store) -> None:
     res = ["calendar:a"]
-    assert leases.claim(store, res, "r1", TTL, NOW, 1) == res
-    assert leases.claim(store, res, "r2", TTL, NOW + TTL / 2, 1) == []
-    assert leases.heartbeat(store, res, "r1", TTL, NOW + TTL / 2) == res  # now until NOW + 1.5 TTL
-    assert leases.claim(store, res, "r2", TTL, NOW + TTL, 1) == []
+    assert Leases(store.engine).claim(res, "r1", TTL, NOW, 1) == res
+    assert Leases(store.engine).claim(res, "r2", TTL, NOW + TTL / 2, 1) == []
+    assert (
+        Leases(store.engine).heartbeat(res, "r1", TTL, NOW + TTL / 2) == res
+    )  # now until NOW + 1.5 TTL
+    assert Leases(store.engine).claim(res, "r2", TTL, NOW + TTL, 1) == []
     # r1 stopped renewing (it died): once expired, r2 takes over ...
     later = NOW + TTL * 2
-    assert leases.claim(store, res, "r2", TTL, later, 1) == res
+    assert Leases(store.engine).claim(res, "r2", TTL, later, 1) == res
     # ... and r1 learns it lost the lease; its late release does not free r2's lease.
-    assert leases.heartbeat(store, res, "r1", TTL, later) == []
-    leases.release(store, res, "r1")
-    assert leases.holders(store, res) == {"calendar:a": "r2"}
-    leases.release(store, res, "r2")
-    assert leases.claim(store, res, "r3", TTL, later, 1) == res
+    assert Leases(store.engine).heartbeat(res, "r1", TTL, later) == []
+    Leases(store.engine).release(res, "r1")
+    assert Leases(store.engine).holders(res) == {"calendar:a": "r2"}
+    Leases(store.engine).release(res, "r2")
+    assert Leases(store.engine).claim(res, "r3", TTL, later, 1) == res
 
 
 def test_a_heartbeat_after_expiry_does_not_revive_the_lease(store: Store) -> None:
     res = ["calendar:a"]
-    leases.claim(store, res, "r1", TTL, NOW, 1)
-    assert leases.heartbeat(store, res, "r1", TTL, NOW + TTL) == []
+    Leases(store.engine).claim(res, "r1", TTL, NOW, 1)
+    assert Leases(store.engine).heartbeat(res, "r1", TTL, NOW + TTL) == []
 
 
 def test_competing_holders_never_hold_the_same_resource(store: Store) -> None:
@@ -629,7 +638,9 @@ def test_competing_holders_never_hold_the_same_resource(store: Store) -> None:
                 # Every round starts after all leases of the round before expired.
                 now = NOW + round_no * 2 * TTL
                 barrier.wait(timeout=30)
-                claimed[(round_no, name)] = leases.claim(store, resources, name, TTL, now, limit)
+                claimed[(round_no, name)] = Leases(store.engine).claim(
+                    resources, name, TTL, now, limit
+                )
         except BaseException as exc:  # reported below
             errors.append(exc)
             barrier.abort()
@@ -652,7 +663,7 @@ def test_competing_holders_never_hold_the_same_resource(store: Store) -> None:
         for i in range(holders_n)
         for res in claimed[(rounds - 1, f"replica-{i}")]
     }
-    held = {res: who for res, who in leases.holders(store, resources).items() if res in last}
+    held = {res: who for res, who in Leases(store.engine).holders(resources).items() if res in last}
     assert held == last
 
 
