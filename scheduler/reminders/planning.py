@@ -38,6 +38,11 @@ Misfire and catch-up policy (after downtime, or when the daemon was busy):
 - nothing is ever sent twice to catch up, so a restart after a long downtime
   sends at most the rows that are still useful, one per key, never a burst of
   stale ones.
+
+The module is longer than most (about 460 lines): planning and the texts a
+row is rendered with at send time (the practice tips, the focus labels,
+:class:`ReminderRenderer`) share the kinds above and the tips' count per
+locale, which a row's ``tip`` indexes.
 """
 
 from __future__ import annotations
