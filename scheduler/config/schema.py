@@ -35,6 +35,7 @@ from pydantic import (
 from feedback_agendas.agendas.policy import Focus, OptOut, Org, Policy, Rules, Team
 from feedback_agendas.integrations.directory.discovery import source_names
 from feedback_agendas.scheduler.config.fields import (
+    LOOPBACK_HOSTS,
     AgendaText,
     Credentials,
     Domain,
@@ -359,6 +360,20 @@ class OptOutConfig(FrozenModel):
     marker: NonEmptyStr = "#no-agenda"
 
 
+def _check_password_hash(value: SecretStr) -> SecretStr:
+    from feedback_agendas.scheduler.service.web.passwords import check_hash_format
+
+    check_hash_format(value.get_secret_value())
+    return value
+
+
+class AdminLogin(FrozenModel):
+    """Who may log in to the dashboard: one user, a slow hash of the password."""
+
+    username: NonEmptyStr
+    password_hash: Annotated[SecretStr, AfterValidator(_check_password_hash)]
+
+
 class ServerConfig(FrozenModel):
     host: NonEmptyStr = "127.0.0.1"
     port: int = Field(default=8787, ge=0, le=65535)  # 0 = pick a free port
@@ -367,6 +382,39 @@ class ServerConfig(FrozenModel):
     # had a successful cycle within ready_after_intervals sync intervals.
     ready_max_failing_share: float = Field(default=0.5, ge=0, le=1)
     ready_after_intervals: int = Field(default=3, ge=1)
+    # Signs links and sessions (HMAC); the same in every replica. None: a random
+    # one per process (sessions end with it; no signed links in messages).
+    secret: SecretStr | None = Field(default=None)
+    # The web dashboard under /admin/.
+    dashboard: bool = True
+    admin: AdminLogin | None = None
+    # A reverse proxy that authenticates people and names them in this header;
+    # trusted only from these peer addresses.
+    trusted_proxy_header: NonEmptyStr | None = None
+    trusted_proxy_addresses: tuple[NonEmptyStr, ...] = ("127.0.0.1", "::1")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("use at least 16 characters (for example: openssl rand -hex 32)")
+        return value
+
+    @model_validator(mode="after")
+    def _dashboard_needs_a_login_off_loopback(self) -> ServerConfig:
+        if (
+            self.dashboard
+            and self.host not in LOOPBACK_HOSTS
+            and self.admin is None
+            and self.trusted_proxy_header is None
+        ):
+            raise ProblemAt(
+                "host",
+                f"the dashboard on {self.host} (not this machine only) needs server.admin "
+                "(username and password_hash from `feedback-agendas admin-password`) or "
+                "server.trusted_proxy_header; or set server.dashboard: false",
+            )
+        return self
 
 
 class SyncConfig(FrozenModel):

@@ -316,6 +316,30 @@ def google_auth(client_secrets: Path, token_out: Path) -> None:
     click.echo(f"saved the token to {saved}; use it as the calendar's `credentials`")
 
 
+@main.command("admin-password")
+@click.option(
+    "--env",
+    "env_var",
+    default="FA_ADMIN_PASSWORD",
+    show_default=True,
+    metavar="VAR",
+    help="Read the password from this environment variable; without it, ask for it.",
+)
+def admin_password(env_var: str) -> None:
+    """Print a slow hash (scrypt) of the dashboard password for server.admin.password_hash."""
+    import os
+
+    from feedback_agendas.scheduler.service.web.passwords import hash_password
+
+    password = os.environ.get(env_var) or click.prompt(
+        "Dashboard password", hide_input=True, confirmation_prompt=True
+    )
+    if len(password) < 8:
+        click.echo("error: use a password of at least 8 characters", err=True)
+        sys.exit(2)
+    click.echo(hash_password(password))
+
+
 @main.command()
 @click.option(
     "--folder",

@@ -54,6 +54,7 @@ REQUEST_SECONDS = 10.0
 MAX_CONNECTIONS = 64
 
 _DIGITS = re.compile(r"[0-9]+")
+_HEADER_BREAK = re.compile(r"[\r\n\x00]")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # After refusing a body we did not read, read (and drop) at most this much
 # before closing, so the client sees our reply instead of a connection reset.
@@ -74,6 +75,13 @@ class Request:
     query: str
     headers: Mapping[str, str]
     body: bytes
+    # The peer's address (the TCP connection's, never a header's).
+    client: str = ""
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name``, whatever its case; None when absent."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,8 @@ class Response:
     status: int
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
+    # More headers, such as Set-Cookie or Location; each (name, value).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 RouteHandler = Callable[[Request], Response]
@@ -304,7 +314,8 @@ def _handler_class(
             assert isinstance(self.server, _Server)
             self.server.request_read(self.connection)
             headers = {k: v for k, v in self.headers.items()}
-            request = Request(self.command, path, query, headers, body)
+            client = str(self.client_address[0]) if self.client_address else ""
+            request = Request(self.command, path, query, headers, body, client)
             try:
                 response = route.handler(request)
             except Exception as exc:  # a route must never take the server down
@@ -337,6 +348,11 @@ def _handler_class(
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
             self.send_header("Connection", "close")
+            for name, value in response.headers:
+                if _HEADER_BREAK.search(name + value):  # never split a header in two
+                    log.warning("http: dropped a reply header with a line break")
+                    continue
+                self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(response.body)
