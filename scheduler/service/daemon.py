@@ -119,6 +119,8 @@ class Daemon:
         self.personal = cfg.personal_channels()
         self.settings = reminder_settings(cfg)
         self.last_cycle_at: datetime | None = None
+        # The message of each calendar's failure in this process (as logged), for the dashboard.
+        self.last_errors: dict[str, str] = {}
         # Set by the service when push channels are on: until when calendar
         # NAME has a live channel (None: no channel, poll at the interval).
         self.push_live_until: Callable[[str], datetime | None] = lambda _name: None
@@ -294,6 +296,10 @@ class Daemon:
     def _count_cycle(self, report: CycleReport) -> None:
         self.metrics.count_cycle(report)
         self.last_cycle_at = report.finished_at or report.started_at
+        if report.ok:
+            self.last_errors.pop(report.calendar, None)
+        elif report.error_message:
+            self.last_errors[report.calendar] = report.error_message
 
     def _after_cycle(self, provider: CalendarProvider, report: CycleReport, now: datetime) -> None:
         """Queue the cycle's reminders, then read back this calendar's ended meetings."""

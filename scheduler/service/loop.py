@@ -43,6 +43,7 @@ from feedback_agendas.scheduler.service.daemon import (
     sync_job,
 )
 from feedback_agendas.scheduler.service.http_server import EndpointServer, ListenError
+from feedback_agendas.scheduler.service.web.dashboard import mount_dashboard
 from feedback_agendas.scheduler.sync.cycle import utc_now
 from feedback_agendas.scheduler.sync.push import (
     WEBHOOK_PATH,
@@ -205,6 +206,7 @@ def run_forever(
         )
 
     server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now, sync_later))
+    dashboard = mount_dashboard(server, daemon, sync_now=sync_now)
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -217,6 +219,8 @@ def run_forever(
         signal.signal(signal.SIGINT, on_signal)
     server.start()
     echo(f"endpoints on {server.url} (/healthz /readyz /metrics /webhooks/google)")
+    if dashboard is not None:
+        echo(f"dashboard on {server.url}/admin/")
     echo(f"replica {daemon.replica_id}: {len(daemon.calendars)} calendar(s) every {interval:g}s")
     scheduler.start()
     try:

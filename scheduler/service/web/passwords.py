@@ -97,7 +97,7 @@ class LoginThrottle:
         self,
         *,
         free: int = 3,
-        base_seconds: float = 2.0,
+        base_seconds: float = 5.0,
         max_seconds: float = 300.0,
         global_free: int = 50,
         clock: Callable[[], float] = time.monotonic,

@@ -1,0 +1,199 @@
+"""The dashboard in a real browser (headless Chromium), against the real daemon.
+
+Every test runs twice, with JavaScript on and turned off (the pages use
+none), and saves a screenshot of what it checked under its own output folder
+(``tmp_path``).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from feedback_agendas.scheduler.reminders.wins import record_meeting_praise, week_start
+from feedback_agendas.scheduler.storage.store import Store, run_log
+from tests.browser.harness import PASSWORD, LiveDaemon, wait_for
+
+
+def screenshot(driver: Any, folder: Path, name: str) -> Path:
+    """The whole page as a PNG (through the DevTools protocol, so it works without JavaScript)."""
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    size = metrics["cssContentSize"]
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {
+            "format": "png",
+            "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+        },
+    )
+    path = folder / f"{name}.png"
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 1000
+    return path
+
+
+def by_css(driver: Any, selector: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def all_css(driver: Any, selector: str) -> list[Any]:
+    from selenium.webdriver.common.by import By
+
+    return list(driver.find_elements(By.CSS_SELECTOR, selector))
+
+
+def click(driver: Any, selector: str, within: Any = None) -> None:
+    """Click and wait for the next page to load (a link or a form's button)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    page = by_css(driver, "html")
+    by_css(within or driver, selector).click()
+
+    def gone() -> bool:
+        try:
+            page.tag_name  # noqa: B018 - touching it raises once the page was replaced
+        except StaleElementReferenceException:
+            return True
+        return False
+
+    wait_for(gone, 30, every=0.05)
+
+
+def log_in(driver: Any, live: LiveDaemon, password: str = PASSWORD) -> None:
+    driver.get(live.admin)
+    assert driver.current_url.endswith("/admin/login")
+    by_css(driver, "#username").send_keys("admin")
+    by_css(driver, "#password").send_keys(password)
+    click(driver, "#login")
+
+
+def test_log_in_and_the_broken_calendar_is_first_failing_with_its_error(
+    browser: Any, live: LiveDaemon, tmp_path: Path
+) -> None:
+    log_in(browser, live)
+    wait_for(lambda: all_css(browser, "#calendars"), 10)
+    rows = all_css(browser, "#calendars tbody tr")
+    names = [row.get_attribute("data-calendar") for row in rows]
+    assert names[0] == "a-broken"
+    assert set(names) == {"a-broken", "mona", "bob-google"}
+    first = rows[0]
+    assert first.get_attribute("data-state") == "failing"
+    assert "failing" in first.text and "auth" in first.text
+    # The message this process logged: what failed and what to do.
+    wait_for(lambda: "invalid_grant" in by_css(browser, "#calendars tbody tr").text, 20)
+    assert "google-auth" in by_css(browser, "#calendars tbody tr").text
+    for row in rows[1:]:
+        assert row.get_attribute("data-state") == "ok"
+    assert "1" in by_css(browser, "#count-failing").text
+    assert "Generation 1" in by_css(browser, "#config").text
+    screenshot(browser, tmp_path, "overview")
+
+
+def test_filter_by_state_and_name(browser: Any, live: LiveDaemon, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    log_in(browser, live)
+    wait_for(lambda: all_css(browser, "#calendars"), 10)
+    Select(by_css(browser, "#state")).select_by_value("ok")
+    click(browser, "#apply")
+    names = {r.get_attribute("data-calendar") for r in all_css(browser, "#calendars tbody tr")}
+    assert names == {"mona", "bob-google"}
+    by_css(browser, "#q").send_keys("bob")
+    click(browser, "#apply")
+    names = {r.get_attribute("data-calendar") for r in all_css(browser, "#calendars tbody tr")}
+    assert names == {"bob-google"}
+    assert "state=ok" in browser.current_url and "q=bob" in browser.current_url
+    screenshot(browser, tmp_path, "filtered")
+
+
+def _runs(live: LiveDaemon, calendar: str) -> int:
+    with Store.open(live.cfg.storage.url) as store, store.engine.connect() as conn:
+        return len(conn.execute(select(run_log.c.id).where(run_log.c.calendar == calendar)).all())
+
+
+def test_sync_now_runs_a_cycle_and_the_page_shows_it(
+    browser: Any, live: LiveDaemon, tmp_path: Path
+) -> None:
+    log_in(browser, live)
+    wait_for(lambda: all_css(browser, "#calendars"), 10)
+    # mona is not first by name, so with a one-hour interval only the click syncs it now.
+    before = _runs(live, "mona")
+    click(browser, 'tr[data-calendar="mona"] a')
+    shown_before = len(all_css(browser, "#timeline .run"))
+    assert shown_before == before
+    click(browser, "#sync-now")
+    assert by_css(browser, "#asked").is_displayed()
+    wait_for(lambda: _runs(live, "mona") == before + 1, 30)
+
+    def shown() -> bool:
+        browser.refresh()
+        return len(all_css(browser, "#timeline .run")) == before + 1
+
+    wait_for(shown, 10, every=0.5)
+    assert "ok" in by_css(browser, "#runs tbody tr").text
+    screenshot(browser, tmp_path, "calendar-after-sync")
+
+
+def test_preview_shows_a_one_on_one_agenda_and_a_skip_in_words(
+    browser: Any, live: LiveDaemon, tmp_path: Path
+) -> None:
+    log_in(browser, live)
+    click(browser, 'a[href$="/admin/preview"]')
+    by_css(browser, "#user").send_keys("mona@example.com")
+    days = by_css(browser, "#days")
+    days.clear()
+    days.send_keys("14")
+    click(browser, "#show-preview")
+    meetings = all_css(browser, "#meetings tr.meeting")
+    assert meetings
+    one_on_ones = [m for m in meetings if m.get_attribute("data-kind") == "one_on_one"]
+    assert one_on_ones
+    agenda = by_css(one_on_ones[0], "pre.agenda").text
+    assert agenda.strip()  # the agenda text we would write
+    skips = [m for m in meetings if m.get_attribute("data-action") == "skipped"]
+    assert skips
+    # The reason in words, not only the code.
+    whys = " ".join(by_css(m, ".why").text for m in skips)
+    assert "outside the organisation" in whys or "out-of-office" in whys
+    screenshot(browser, tmp_path, "preview")
+
+
+def test_the_team_chart_shows_the_wins_recorded(
+    browser: Any, live: LiveDaemon, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    with Store.open(live.cfg.storage.url) as store:
+        for weeks_ago, wins in ((0, 3), (1, 2), (2, 4), (5, 1)):
+            day = now.date() - timedelta(weeks=weeks_ago)
+            record_meeting_praise(
+                store.engine,
+                team="platform",
+                occurrence=f"test-{weeks_ago}",
+                day=day,
+                filled=wins,
+                vague=0,
+                now=now,
+            )
+    log_in(browser, live)
+    click(browser, 'a[href$="/admin/teams"]')
+    team = by_css(browser, 'section[data-team="platform"]')
+    assert by_css(team, ".total").text == "10"
+    assert by_css(team, ".streak").text == "3"
+    cells = [c.text for c in all_css(team, "table.weeks tbody td")]
+    assert len(cells) == 12
+    assert cells[-1] == "3" and cells[-2] == "2" and cells[-3] == "4" and cells[-6] == "1"
+    labels = [e.text for e in all_css(team, "svg text.value")]
+    assert labels[-3:] == ["4", "2", "3"]
+    title = by_css(team, "svg title").get_attribute("textContent")
+    this_week = f"W{week_start(now.date()).isocalendar().week:02d}: 3"
+    assert this_week in title
+    other = by_css(browser, 'section[data-team="analys"]')
+    assert by_css(other, ".total").text == "0"
+    screenshot(browser, tmp_path, "teams")
