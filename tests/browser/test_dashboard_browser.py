@@ -182,8 +182,15 @@ def test_the_team_chart_shows_the_wins_recorded(
                 now=now,
             )
     log_in(browser, live)
+    # A cycle of mona's calendar by the daemon puts its team meetings on the read-back list.
+    before = _runs(live, "mona")
+    click(browser, 'tr[data-calendar="mona"] a')
+    click(browser, "#sync-now")
+    wait_for(lambda: _runs(live, "mona") == before + 1, 30)
     click(browser, 'a[href$="/admin/teams"]')
     team = by_css(browser, 'section[data-team="platform"]')
+    coming = [li.text for li in all_css(team, "ul.next li")]
+    assert coming and all("(Europe/Stockholm)" in text for text in coming)
     assert by_css(team, ".total").text == "10"
     assert by_css(team, ".streak").text == "3"
     cells = [c.text for c in all_css(team, "table.weeks tbody td")]

@@ -172,6 +172,37 @@ def test_open_on_loopback_without_a_login_but_only_to_this_machines_names(
         assert client.get("/admin/login")[0] == 303  # nothing to log in to
 
 
+@pytest.mark.parametrize(
+    ("trusted", "expected"), [(["127.0.0.1", "::1"], 200), (["10.9.9.9"], 403)]
+)
+def test_a_trusted_proxys_header_lets_its_user_in_only_from_its_address(
+    tmp_path: Path,
+    google_api: FakeGoogleCalendarAPI,
+    token_endpoint: RefusingTokenEndpoint,
+    trusted: list[str],
+    expected: int,
+) -> None:
+    config = write_config(
+        tmp_path,
+        google_api.endpoint,
+        token_endpoint.url,
+        server={
+            "host": "127.0.0.1",
+            "port": 0,
+            "secret": SECRET,
+            "trusted_proxy_header": "X-Forwarded-User",
+            "trusted_proxy_addresses": trusted,
+        },
+    )
+    with start_daemon(config, first_sync=False) as live:
+        client = Client(live.url)
+        status, _h, body = client.get("/admin/")
+        assert status == 403 and "sign-in proxy" in body  # no header, no entry
+        status, _h, body = client.get("/admin/", headers={"X-Forwarded-User": "kim@example.com"})
+        assert status == expected
+        assert ("kim@example.com" in body) == (expected == 200)
+
+
 # -- privacy canaries ------------------------------------------------------------------
 
 OUTSIDE = "KANARIE-beskrivning-3c9d"

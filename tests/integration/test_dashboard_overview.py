@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from feedback_agendas.scheduler.config.schema import AppConfig, load_config
 from feedback_agendas.scheduler.service.web.overview import Overview, build_overview
 from feedback_agendas.scheduler.storage.db import write_transaction
 from feedback_agendas.scheduler.storage.store import Store, calendar_health
+from tests.integration.pg import postgres_schema
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 
-def config(tmp_path: Path, count: int, opted: tuple[str, ...] = ()) -> AppConfig:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fa.db'}"
+    else:
+        with postgres_schema() as url:
+            yield url
+
+
+def config(tmp_path: Path, url: str, count: int, opted: tuple[str, ...] = ()) -> AppConfig:
     data = {
-        "storage": {"url": f"sqlite:///{tmp_path / 'fa.db'}"},
+        "storage": {"url": url},
         "calendars": [
             {"name": f"cal{i:05d}", "provider": "memory", "owner": f"p{i}@example.com"}
             for i in range(count)
@@ -47,8 +59,10 @@ def row(name: str, success_ago: timedelta | None, failures: int = 0) -> dict[str
     }
 
 
-def test_states_failing_first_then_stale_new_ok_and_opted_out(tmp_path: Path) -> None:
-    cfg = config(tmp_path, 6, opted=("cal00005",))
+def test_states_failing_first_then_stale_new_ok_and_opted_out(
+    tmp_path: Path, storage_url: str
+) -> None:
+    cfg = config(tmp_path, storage_url, 6, opted=("cal00005",))
     with Store.open(cfg.storage.url) as store:
         health(
             store,
@@ -89,8 +103,8 @@ def test_states_failing_first_then_stale_new_ok_and_opted_out(tmp_path: Path) ->
     assert [r.holder for r in overview.replicas] == ["r1"]
 
 
-def test_pages_filter_and_sort_over_many_calendars(tmp_path: Path) -> None:
-    cfg = config(tmp_path, 120)
+def test_pages_filter_and_sort_over_many_calendars(tmp_path: Path, storage_url: str) -> None:
+    cfg = config(tmp_path, storage_url, 120)
     with Store.open(cfg.storage.url) as store:
         health(
             store,

@@ -37,6 +37,7 @@ from feedback_agendas.scheduler.service.web.overview import (
     SORTS,
     STATE_TEXT,
     STATES,
+    CalendarIndex,
     build_overview,
 )
 from feedback_agendas.scheduler.service.web.pages import (
@@ -67,6 +68,7 @@ class Dashboard:
 
     ``sync_now(name)`` asks for a cycle of calendar ``name`` soon (the service
     passes its scheduler's one-off job); by default a thread runs it.
+    ``generation()`` is the config's generation (1 until a reload).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class Dashboard:
         daemon: Any,
         *,
         sync_now: Callable[[str], None] | None = None,
+        generation: Callable[[], int] = lambda: 1,
         signer: Signer | None = None,
         pages: WebPages | None = None,
         clock: Callable[[], datetime] | None = None,
@@ -89,6 +92,17 @@ class Dashboard:
         self.access = Access(cfg.server, self.signer, clock=self.clock)
         self.csrf = CsrfGuard(self.signer, secure=self.access.secure_cookies)
         self._sync_now = sync_now or self._sync_in_thread
+        self._generation = generation
+        # Per config (a reload brings a new one): its calendars' index and fingerprint.
+        self._per_config: tuple[AppConfig, CalendarIndex, str] | None = None
+
+    def _config_view(self) -> tuple[CalendarIndex, str]:
+        cfg = self.cfg
+        cached = self._per_config
+        if cached is None or cached[0] is not cfg:
+            cached = (cfg, CalendarIndex(cfg), config_fingerprint(cfg))
+            self._per_config = cached
+        return cached[1], cached[2]
 
     @property
     def cfg(self) -> AppConfig:
@@ -111,12 +125,11 @@ class Dashboard:
         if user is None:
             if self.access.can_log_in:
                 return redirect(PREFIX + "/login", headers=set_cookie)
-            return self._message(
-                403,
-                "Not allowed",
-                "Open the dashboard from this machine (http://127.0.0.1), or configure a login.",
-                set_cookie,
-            )
+            if "proxy" in self.access.modes:
+                why = "Open the dashboard through the sign-in proxy."
+            else:
+                why = "Open the dashboard from this machine (http://127.0.0.1:PORT/admin/)."
+            return self._message(403, "Not allowed", why, set_cookie)
         if request.method == "POST" and not self.csrf.check(
             request.headers, read_form(request), CSRF_PURPOSE
         ):
@@ -209,15 +222,17 @@ class Dashboard:
             page = int(query.get("page", "1"))
         except ValueError:
             page = 1
+        index, fingerprint = self._config_view()
         overview = build_overview(
             self.cfg,
             self.daemon.store,
             self.clock(),
             started_at=self.daemon.started_at,
             replica_id=self.daemon.replica_id,
+            index=index,
             error_messages=getattr(self.daemon, "last_errors", {}),
-            generation=getattr(self.daemon, "config_generation", 1),
-            fingerprint=config_fingerprint(self.cfg),
+            generation=self._generation(),
+            fingerprint=fingerprint,
             sort=query.get("sort", "state"),
             state=query.get("state", ""),
             query=query.get("q", "")[:200],
@@ -261,7 +276,8 @@ class Dashboard:
             self.daemon.store, zones, now, upcoming=upcoming_praise_meetings(self.daemon.store, now)
         )
         return self.pages.render(
-            "admin/teams.html.j2", {**context, "nav": "teams", "charts": charts, "when": _when}
+            "admin/teams.html.j2",
+            {**context, "nav": "teams", "charts": charts, "local_time": _local_time},
         )
 
     def _preview(self, request: Request, context: dict[str, Any]) -> Response:
@@ -358,12 +374,16 @@ def _local_time(value: datetime, zone: str) -> str:
 
 
 def mount_dashboard(
-    server: EndpointServer, daemon: Any, *, sync_now: Callable[[str], None] | None = None
+    server: EndpointServer,
+    daemon: Any,
+    *,
+    sync_now: Callable[[str], None] | None = None,
+    generation: Callable[[], int] = lambda: 1,
 ) -> Dashboard | None:
     """Serve the dashboard on ``server`` when ``server.dashboard`` is on; return it."""
     if not daemon.cfg.server.dashboard:
         return None
-    dashboard = Dashboard(daemon, sync_now=sync_now)
+    dashboard = Dashboard(daemon, sync_now=sync_now, generation=generation)
     dashboard.mount(server)
     return dashboard
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, or_, select
 
 from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.reminders.outbox import outbox_table
@@ -111,26 +111,29 @@ class _Health:
     error_kind: str | None
 
 
+class CalendarIndex:
+    """What the overview needs of the config's calendars, computed once per config.
+
+    The names in display order (case-insensitive), each one's provider, and
+    the opted-out ones.
+    """
+
+    def __init__(self, cfg: AppConfig) -> None:
+        self.providers = {c.name: c.provider for c in cfg.calendars}
+        self.by_name = sorted(self.providers, key=lambda n: (n.lower(), n))
+        self.lowered = {name: name.lower() for name in self.by_name}
+        opted = {name.lower() for name in cfg.opt_out.calendars}
+        self.opted_out = frozenset(n for n in self.by_name if n.lower() in opted)
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
 
 
-def calendar_state(
-    health: _Health | None, *, opted_out: bool, stale_after: datetime, started_at: datetime
-) -> str:
-    """One of :data:`STATES` for a calendar."""
-    if opted_out:
-        return "opted_out"
-    if health is None:
-        return "stale" if started_at < stale_after else "new"
-    if health.failures > 0:
-        return "failing"
-    last = health.last_success_at
-    if last is None or last < stale_after:
-        return "stale"
-    return "ok"
+# States by rank: the order of the default sort.
+_RANK = {state: rank for rank, state in enumerate(STATES)}
 
 
 def build_overview(
@@ -140,6 +143,7 @@ def build_overview(
     *,
     started_at: datetime,
     replica_id: str,
+    index: CalendarIndex | None = None,
     error_messages: Mapping[str, str] = {},
     generation: int = 1,
     fingerprint: str = "",
@@ -149,42 +153,46 @@ def build_overview(
     page: int = 1,
     page_size: int = PAGE_SIZE,
 ) -> Overview:
-    """The overview at ``now``: the page ``page`` of calendars, sorted and filtered, and totals."""
+    """The overview at ``now``: the page ``page`` of calendars, sorted and filtered, and totals.
+
+    A calendar's state comes from one query over every calendar's health that
+    returns only its name and a rank (the database compares the times); the
+    page's rows are then read in full. A calendar with no health row has
+    never finished a cycle: ``new``, or ``stale`` once the daemon has run
+    longer than the staleness window.
+    """
+    index = index or CalendarIndex(cfg)
     interval = timedelta(seconds=cfg.sync.interval_seconds)
     stale_after = now - cfg.server.ready_after_intervals * interval
-    opted = {name.lower() for name in cfg.opt_out.calendars}
-    health = _all_health(store)
-    providers = {c.name: c.provider for c in cfg.calendars}
-    states: dict[str, str] = {}
-    for name in providers:
-        states[name] = calendar_state(
-            health.get(name),
-            opted_out=name.lower() in opted,
-            stale_after=stale_after,
-            started_at=started_at,
-        )
-    counts = Counter(states.values())
+    ranks = _health_ranks(store, stale_after)
+    unseen = _RANK["stale"] if started_at < stale_after else _RANK["new"]
+    opted = index.opted_out
     wanted_query = query.strip().lower()
-    names = [
-        name
-        for name, st in states.items()
-        if (not state or st == state) and (not wanted_query or wanted_query in name.lower())
-    ]
+    wanted_rank = _RANK.get(state)
+    counts = [0] * len(STATES)
+    # One pass over the names in name order: count every state, keep the matches.
+    buckets: list[list[str]] = [[] for _ in STATES]
+    lowered = index.lowered
+    for name in index.by_name:
+        rank = _RANK["opted_out"] if name in opted else ranks.get(name, unseen)
+        counts[rank] += 1
+        if wanted_rank is not None and rank != wanted_rank:
+            continue
+        if wanted_query and wanted_query not in lowered[name]:
+            continue
+        buckets[rank].append(name)
     sort = sort if sort in SORTS else "state"
-    order = {s: i for i, s in enumerate(STATES)}
-    never = datetime.min.replace(tzinfo=UTC)
+    names = [name for bucket in buckets for name in bucket]  # by state, then name
     if sort == "name":
-        names.sort(key=str.lower)
-    elif sort == "last_success":
-        names.sort(key=lambda n: (_success(health.get(n)) or never, n.lower()))
-    elif sort == "failures":
-        names.sort(key=lambda n: (-_failures(health.get(n)), n.lower()))
-    else:
-        names.sort(key=lambda n: (order[states[n]], n.lower()))
+        names.sort(key=lowered.__getitem__)
+    elif sort in ("last_success", "failures"):
+        names = _sorted_by_health(store, names, sort)
     pages = max(1, -(-len(names) // page_size))
     page = min(max(1, page), pages)
     shown = names[(page - 1) * page_size : page * page_size]
+    health = _health_of(store, shown)
     details = _page_details(store, shown, now)
+    states = {name: STATES[rank] for name, rank in _ranks_of(shown, ranks, opted, unseen)}
     rows = []
     for name in shown:
         h = health.get(name)
@@ -192,7 +200,7 @@ def build_overview(
         rows.append(
             CalendarRow(
                 name=name,
-                provider=providers[name],
+                provider=index.providers[name],
                 state=states[name],
                 last_success_at=h.last_success_at if h else None,
                 last_failure_at=h.last_failure_at if h else None,
@@ -207,8 +215,8 @@ def build_overview(
         )
     return Overview(
         rows=tuple(rows),
-        counts={s: counts.get(s, 0) for s in STATES},
-        total=len(states),
+        counts={s: counts[_RANK[s]] for s in STATES},
+        total=len(index.by_name),
         matched=len(names),
         page=page,
         pages=pages,
@@ -223,21 +231,47 @@ def build_overview(
     )
 
 
-def _success(h: _Health | None) -> datetime | None:
-    return h.last_success_at if h else None
+def _ranks_of(
+    names: Sequence[str], ranks: Mapping[str, int], opted: frozenset[str], unseen: int
+) -> list[tuple[str, int]]:
+    return [
+        (name, _RANK["opted_out"] if name in opted else ranks.get(name, unseen)) for name in names
+    ]
 
 
-def _failures(h: _Health | None) -> int:
-    return h.failures if h else 0
+def _health_ranks(store: Store, stale_after: datetime) -> dict[str, int]:
+    """Every calendar with a health row, and its state's rank (failing, stale or ok)."""
+    t = calendar_health.c
+    rank = case(
+        (t.consecutive_failures > 0, _RANK["failing"]),
+        (or_(t.last_success_at.is_(None), t.last_success_at < stale_after), _RANK["stale"]),
+        else_=_RANK["ok"],
+    )
+    with store.engine.connect() as conn:
+        return {name: value for name, value in conn.execute(select(t.calendar, rank))}
 
 
-def _all_health(store: Store) -> dict[str, _Health]:
+def _health_of(store: Store, names: Sequence[str]) -> dict[str, _Health]:
+    if not names:
+        return {}
     t = calendar_health.c
     query = select(
         t.calendar, t.last_success_at, t.last_failure_at, t.consecutive_failures, t.last_error_kind
-    )
+    ).where(t.calendar.in_(names))
     with store.engine.connect() as conn:
         return {row[0]: _Health(*row) for row in conn.execute(query)}
+
+
+def _sorted_by_health(store: Store, names: list[str], sort: str) -> list[str]:
+    """``names`` by last success (oldest first, never first of all) or by failures in a row."""
+    t = calendar_health.c
+    column = t.last_success_at if sort == "last_success" else t.consecutive_failures
+    with store.engine.connect() as conn:
+        values = {name: value for name, value in conn.execute(select(t.calendar, column))}
+    if sort == "failures":
+        return sorted(names, key=lambda n: -(values.get(n) or 0))
+    never = datetime.min.replace(tzinfo=UTC)
+    return sorted(names, key=lambda n: values.get(n) or never)
 
 
 def _page_details(store: Store, names: Sequence[str], now: datetime) -> dict[str, dict[str, Any]]:
