@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import Request
 from feedback_agendas.scheduler.service.web.dashboard import Dashboard

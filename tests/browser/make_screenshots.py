@@ -23,10 +23,9 @@ from feedback_agendas.scheduler.reminders.wins import record_meeting_praise
 from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.sample_week import write_sample_week
 from feedback_agendas.scheduler.storage.store import Store
-from tests.browser.conftest import _driver
-from tests.browser.harness import RefusingTokenEndpoint, start_daemon, write_config
-from tests.browser.test_dashboard_browser import by_css, click, log_in, screenshot
 from tests.fakes.google_api import FakeGoogleCalendarAPI
+from tests.support.browser import by_css, click, log_in, new_driver, screenshot
+from tests.support.dashboard import RefusingTokenEndpoint, start_daemon, write_config
 
 WINS = (2, 3, 1, 0, 4, 2, 3, 5, 2, 4, 3, 4)  # oldest first
 
@@ -64,7 +63,7 @@ def main(out: Path) -> None:
                             vague=0,
                             now=now,
                         )
-                driver = _driver(javascript=False)
+                driver = new_driver(javascript=False)
                 try:
                     log_in(driver, live)
                     click(driver, 'tr[data-calendar="mona"] a')

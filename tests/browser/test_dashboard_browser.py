@@ -7,7 +7,6 @@ none), and saves a screenshot of what it checked under its own output folder
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,62 +15,8 @@ from sqlalchemy import select
 
 from feedback_agendas.scheduler.reminders.wins import record_meeting_praise, week_start
 from feedback_agendas.scheduler.storage.store import Store, run_log
-from tests.browser.harness import PASSWORD, LiveDaemon, wait_for
-
-
-def screenshot(driver: Any, folder: Path, name: str) -> Path:
-    """The whole page as a PNG (through the DevTools protocol, so it works without JavaScript)."""
-    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
-    size = metrics["cssContentSize"]
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
-        },
-    )
-    path = folder / f"{name}.png"
-    path.write_bytes(base64.b64decode(shot["data"]))
-    assert path.stat().st_size > 1000
-    return path
-
-
-def by_css(driver: Any, selector: str) -> Any:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, selector)
-
-
-def all_css(driver: Any, selector: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return list(driver.find_elements(By.CSS_SELECTOR, selector))
-
-
-def click(driver: Any, selector: str, within: Any = None) -> None:
-    """Click and wait for the next page to load (a link or a form's button)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-
-    page = by_css(driver, "html")
-    by_css(within or driver, selector).click()
-
-    def gone() -> bool:
-        try:
-            page.tag_name  # noqa: B018 - touching it raises once the page was replaced
-        except StaleElementReferenceException:
-            return True
-        return False
-
-    wait_for(gone, 30, every=0.05)
-
-
-def log_in(driver: Any, live: LiveDaemon, password: str = PASSWORD) -> None:
-    driver.get(live.admin)
-    assert driver.current_url.endswith("/admin/login")
-    by_css(driver, "#username").send_keys("admin")
-    by_css(driver, "#password").send_keys(password)
-    click(driver, "#login")
+from tests.support.browser import all_css, by_css, click, log_in, screenshot
+from tests.support.dashboard import LiveDaemon, wait_for
 
 
 def test_log_in_and_the_broken_calendar_is_first_failing_with_its_error(

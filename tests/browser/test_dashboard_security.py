@@ -26,7 +26,8 @@ from sqlalchemy import inspect, select, table, text
 from feedback_agendas.scheduler.service.web.passwords import hash_password
 from feedback_agendas.scheduler.service.web.security import Signer
 from feedback_agendas.scheduler.storage.store import Store, run_log
-from tests.browser.harness import (
+from tests.fakes.google_api import FakeGoogleCalendarAPI
+from tests.support.dashboard import (
     PASSWORD,
     SECRET,
     Client,
@@ -37,7 +38,6 @@ from tests.browser.harness import (
     wait_for,
     write_config,
 )
-from tests.fakes.google_api import FakeGoogleCalendarAPI
 
 PAGES = (
     "/admin/",

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.config.schema import AppConfig
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.web.overview import Overview, build_overview
 from feedback_agendas.scheduler.storage.db import write_transaction
 from feedback_agendas.scheduler.storage.store import Store, calendar_health

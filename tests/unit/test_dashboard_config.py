@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from feedback_agendas.agendas.errors import ConfigError
-from feedback_agendas.scheduler.config.schema import load_config
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main
 from feedback_agendas.scheduler.service.web.passwords import verify_password
 

@@ -1,4 +1,4 @@
-"""The real daemon with its dashboard, on a test config, for the browser and security tests.
+"""The real daemon with its dashboard on a test config, for the dashboard's tests.
 
 - ``mona``: a vdir folder with the sample week (1:1s, team meetings, skips);
 - ``bob-google``: a Google calendar on the local fake API (tests/fakes);
@@ -28,7 +28,8 @@ from typing import Any
 import yaml
 from click.testing import CliRunner
 
-from feedback_agendas.scheduler.config.schema import AppConfig, load_config
+from feedback_agendas.scheduler.config.schema import AppConfig
+from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.cli import main
 from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.loop import run_forever
