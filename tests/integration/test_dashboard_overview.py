@@ -130,3 +130,56 @@ def test_pages_filter_and_sort_over_many_calendars(tmp_path: Path, storage_url: 
         assert [r.name for r in failing.rows] == ["cal00007", "cal00099"]
         by_name = page(sort="name", page=2)
         assert by_name.rows[0].name == "cal00050"
+
+
+def test_unseen_opted_out_and_removed_calendars(tmp_path: Path, storage_url: str) -> None:
+    cfg = config(tmp_path, storage_url, 6, opted=("cal00004",))
+    with Store.open(cfg.storage.url) as store:
+        health(
+            store,
+            [
+                row("cal00000", timedelta(hours=2)),  # stale
+                row("cal00002", timedelta(hours=3)),  # stale
+                row("cal00003", timedelta(minutes=1)),
+                row("cal00004", timedelta(minutes=1), failures=2),  # opted out wins
+                row("gone", None, failures=9),  # removed from the config: not shown
+            ],
+        )
+
+        def page(**kw: Any) -> Overview:
+            # The daemon has run for a day: a calendar never synced is stale too.
+            return build_overview(
+                cfg, store, NOW, started_at=NOW - timedelta(days=1), replica_id="r1", **kw
+            )
+
+        overview = page()
+        assert [(r.name, r.state) for r in overview.rows] == [
+            ("cal00000", "stale"),
+            ("cal00001", "stale"),  # never synced, merged by name with the store's stale ones
+            ("cal00002", "stale"),
+            ("cal00005", "stale"),
+            ("cal00003", "ok"),
+            ("cal00004", "opted_out"),
+        ]
+        assert dict(overview.counts) == {
+            "failing": 0,
+            "stale": 4,
+            "new": 0,
+            "ok": 1,
+            "opted_out": 1,
+        }
+        by_name = page(sort="name")  # the store's, then never synced, then opted out
+        assert [r.name for r in by_name.rows] == [
+            "cal00000",
+            "cal00002",
+            "cal00003",
+            "cal00001",
+            "cal00005",
+            "cal00004",
+        ]
+        assert [r.name for r in page(sort="failures", query="5").rows] == ["cal00005"]
+        assert [r.name for r in page(state="stale", page_size=2, page=2).rows] == [
+            "cal00002",
+            "cal00005",
+        ]
+        assert page(state="failing").rows == ()

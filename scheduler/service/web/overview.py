@@ -13,9 +13,10 @@ only.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import case, func, or_, select
@@ -114,16 +115,43 @@ class _Health:
 class CalendarIndex:
     """What the overview needs of the config's calendars, computed once per config.
 
-    The names in display order (case-insensitive), each one's provider, and
-    the opted-out ones.
+    The names in display order (case-insensitive), each one's provider, the
+    opted-out ones, and (kept in step with the store by :meth:`refresh`) the
+    calendars with no health row yet and the health rows of calendars no
+    longer in the config.
     """
 
     def __init__(self, cfg: AppConfig) -> None:
         self.providers = {c.name: c.provider for c in cfg.calendars}
-        self.by_name = sorted(self.providers, key=lambda n: (n.lower(), n))
-        self.lowered = {name: name.lower() for name in self.by_name}
+        self.by_name = sorted(self.providers, key=_name_key)
         opted = {name.lower() for name in cfg.opt_out.calendars}
-        self.opted_out = frozenset(n for n in self.by_name if n.lower() in opted)
+        self.opted = [n for n in self.by_name if n.lower() in opted]
+        self._health_rows = -1
+        self.unseen: list[str] = []
+        self.excluded: list[str] = []
+
+    def refresh(self, store: Store) -> None:
+        """Compare the config's names with the health rows, when their number changed.
+
+        Counting the rows is cheap; their names are read again only when a
+        calendar had its first cycle (or a row went away).
+        """
+        t = calendar_health.c
+        with store.engine.connect() as conn:
+            count = conn.scalar(select(func.count()).select_from(calendar_health)) or 0
+            if count == self._health_rows:
+                return
+            known = set(conn.scalars(select(t.calendar)))
+        self._health_rows = count
+        self.unseen = [n for n in self.by_name if n not in known]
+        opted = set(self.opted)
+        # Rows the SQL side must leave out: removed calendars, and the opted-out ones
+        # (shown as opted out whatever their health).
+        self.excluded = sorted((known - set(self.providers)) | (known & opted))
+
+
+def _name_key(name: str) -> tuple[str, str]:
+    return (name.lower(), name)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -134,6 +162,14 @@ def _aware(value: datetime | None) -> datetime | None:
 
 # States by rank: the order of the default sort.
 _RANK = {state: rank for rank, state in enumerate(STATES)}
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A run of the ordered list: ``count`` names, ``take(offset, limit)`` reads some."""
+
+    count: int
+    take: Callable[[int, int], list[str]]
 
 
 def build_overview(
@@ -155,69 +191,79 @@ def build_overview(
 ) -> Overview:
     """The overview at ``now``: the page ``page`` of calendars, sorted and filtered, and totals.
 
-    A calendar's state comes from one query over every calendar's health that
-    returns only its name and a rank (the database compares the times); the
-    page's rows are then read in full. A calendar with no health row has
-    never finished a cycle: ``new``, or ``stale`` once the daemon has run
-    longer than the staleness window.
+    The database counts the calendars by state (it compares the times) and
+    orders them, and only the page's names are read; so a page of 10,000
+    calendars costs about what a page of 100 does. A calendar with no health
+    row has never finished a cycle: ``new``, or ``stale`` once the daemon
+    has run longer than the staleness window; those and the opted-out ones
+    are lists of the config, merged in.
     """
     index = index or CalendarIndex(cfg)
+    index.refresh(store)
     interval = timedelta(seconds=cfg.sync.interval_seconds)
     stale_after = now - cfg.server.ready_after_intervals * interval
-    ranks = _health_ranks(store, stale_after)
-    unseen = _RANK["stale"] if started_at < stale_after else _RANK["new"]
-    opted = index.opted_out
-    wanted_query = query.strip().lower()
-    wanted_rank = _RANK.get(state)
-    counts = [0] * len(STATES)
-    # One pass over the names in name order: count every state, keep the matches.
-    buckets: list[list[str]] = [[] for _ in STATES]
-    lowered = index.lowered
-    for name in index.by_name:
-        rank = _RANK["opted_out"] if name in opted else ranks.get(name, unseen)
-        counts[rank] += 1
-        if wanted_rank is not None and rank != wanted_rank:
-            continue
-        if wanted_query and wanted_query not in lowered[name]:
-            continue
-        buckets[rank].append(name)
+    unseen_rank = _RANK["stale"] if started_at < stale_after else _RANK["new"]
+    sql = _HealthQuery(store, stale_after, index.excluded)
+    opted_rank = _RANK["opted_out"]
+    totals = sql.counts("")
+    totals[unseen_rank] = totals.get(unseen_rank, 0) + len(index.unseen)
+    totals[opted_rank] = len(index.opted)
+    wanted = query.strip().lower()
+    unseen = [n for n in index.unseen if wanted in n.lower()]
+    opted = [n for n in index.opted if wanted in n.lower()]
+    matching = sql.counts(wanted)  # in the store only
     sort = sort if sort in SORTS else "state"
-    names = [name for bucket in buckets for name in bucket]  # by state, then name
-    if sort == "name":
-        names.sort(key=lowered.__getitem__)
-    elif sort in ("last_success", "failures"):
-        names = _sorted_by_health(store, names, sort)
-    pages = max(1, -(-len(names) // page_size))
+    wanted_rank = _RANK.get(state)
+    segments: list[_Segment] = []
+    if sort == "state":
+        for rank in range(len(STATES)):
+            if wanted_rank is not None and rank != wanted_rank:
+                continue
+            if rank == opted_rank:
+                segments.append(_listed(opted))
+                continue
+            extra = unseen if rank == unseen_rank else []
+            segments.append(_merged(sql, wanted, rank, matching.get(rank, 0), extra))
+    else:  # the store's calendars in that order, then the unseen, then the opted out
+        if wanted_rank != opted_rank:
+            in_sql = sum(matching.values()) if wanted_rank is None else matching.get(wanted_rank, 0)
+            segments.append(_Segment(in_sql, partial(sql.names, wanted, wanted_rank, sort)))
+        if wanted_rank in (None, unseen_rank):
+            segments.append(_listed(unseen))
+        if wanted_rank in (None, opted_rank):
+            segments.append(_listed(opted))
+    matched = sum(segment.count for segment in segments)
+    pages = max(1, -(-matched // page_size))
     page = min(max(1, page), pages)
-    shown = names[(page - 1) * page_size : page * page_size]
+    shown = _slice(segments, (page - 1) * page_size, page_size)
     health = _health_of(store, shown)
     details = _page_details(store, shown, now)
-    states = {name: STATES[rank] for name, rank in _ranks_of(shown, ranks, opted, unseen)}
+    opted_set = set(index.opted)
     rows = []
     for name in shown:
         h = health.get(name)
-        extra = details.get(name, {})
+        extra_details = details.get(name, {})
         rows.append(
             CalendarRow(
                 name=name,
                 provider=index.providers[name],
-                state=states[name],
+                state=_state_of(h, name in opted_set, stale_after, STATES[unseen_rank]),
                 last_success_at=h.last_success_at if h else None,
                 last_failure_at=h.last_failure_at if h else None,
                 consecutive_failures=h.failures if h else 0,
                 error_kind=h.error_kind if h else None,
                 error_message=error_messages.get(name) if h and h.failures else None,
-                writes=extra.get("writes"),
-                skips=extra.get("skips"),
-                cursor_age=extra.get("cursor_age"),
-                push=extra.get("push", "-"),
+                writes=extra_details.get("writes"),
+                skips=extra_details.get("skips"),
+                cursor_age=extra_details.get("cursor_age"),
+                push=extra_details.get("push", "-"),
             )
         )
     return Overview(
         rows=tuple(rows),
-        counts={s: counts[_RANK[s]] for s in STATES},
+        counts={s: totals.get(_RANK[s], 0) for s in STATES},
         total=len(index.by_name),
-        matched=len(names),
+        matched=matched,
         page=page,
         pages=pages,
         sort=sort,
@@ -231,24 +277,103 @@ def build_overview(
     )
 
 
-def _ranks_of(
-    names: Sequence[str], ranks: Mapping[str, int], opted: frozenset[str], unseen: int
-) -> list[tuple[str, int]]:
-    return [
-        (name, _RANK["opted_out"] if name in opted else ranks.get(name, unseen)) for name in names
-    ]
+def _state_of(h: _Health | None, opted_out: bool, stale_after: datetime, unseen: str) -> str:
+    if opted_out:
+        return "opted_out"
+    if h is None:
+        return unseen
+    if h.failures > 0:
+        return "failing"
+    if h.last_success_at is None or h.last_success_at < stale_after:
+        return "stale"
+    return "ok"
 
 
-def _health_ranks(store: Store, stale_after: datetime) -> dict[str, int]:
-    """Every calendar with a health row, and its state's rank (failing, stale or ok)."""
-    t = calendar_health.c
-    rank = case(
-        (t.consecutive_failures > 0, _RANK["failing"]),
-        (or_(t.last_success_at.is_(None), t.last_success_at < stale_after), _RANK["stale"]),
-        else_=_RANK["ok"],
-    )
-    with store.engine.connect() as conn:
-        return {name: value for name, value in conn.execute(select(t.calendar, rank))}
+def _listed(names: list[str]) -> _Segment:
+    return _Segment(len(names), lambda offset, limit: names[offset : offset + limit])
+
+
+def _merged(sql: _HealthQuery, wanted: str, rank: int, in_sql: int, extra: list[str]) -> _Segment:
+    """The calendars of one state by name: the store's, merged with the config's ``extra``."""
+    if not extra:
+        return _Segment(in_sql, lambda o, n: sql.names(wanted, rank, "name", o, n))
+    if not in_sql:
+        return _listed(extra)
+
+    def take(offset: int, limit: int) -> list[str]:
+        # Rare (calendars that never synced, in a stale window): read the head of both.
+        head = sql.names(wanted, rank, "name", 0, offset + limit)
+        return sorted([*head, *extra[: offset + limit]], key=_name_key)[offset : offset + limit]
+
+    return _Segment(in_sql + len(extra), take)
+
+
+def _slice(segments: list[_Segment], offset: int, limit: int) -> list[str]:
+    """Names ``offset`` to ``offset + limit`` of the segments one after the other."""
+    found: list[str] = []
+    for segment in segments:
+        if limit <= 0:
+            break
+        if offset >= segment.count:
+            offset -= segment.count
+            continue
+        taken = segment.take(offset, min(limit, segment.count - offset))
+        found += taken
+        limit -= len(taken)
+        offset = 0
+    return found
+
+
+class _HealthQuery:
+    """Counts and ordered names from ``calendar_health``, leaving out ``excluded`` names."""
+
+    def __init__(self, store: Store, stale_after: datetime, excluded: list[str]) -> None:
+        t = calendar_health.c
+        self.store = store
+        self.rank = case(
+            (t.consecutive_failures > 0, _RANK["failing"]),
+            (or_(t.last_success_at.is_(None), t.last_success_at < stale_after), _RANK["stale"]),
+            else_=_RANK["ok"],
+        )
+        self.excluded = excluded
+        self._counts: dict[str, dict[int, int]] = {}
+
+    def _where(self, wanted: str) -> list[Any]:
+        t = calendar_health.c
+        where: list[Any] = []
+        if self.excluded:
+            where.append(t.calendar.not_in(self.excluded))
+        if wanted:
+            where.append(func.lower(t.calendar).contains(wanted, autoescape=True))
+        return where
+
+    def counts(self, wanted: str) -> dict[int, int]:
+        """Calendars by state rank, whose lowered name contains ``wanted``."""
+        if wanted not in self._counts:
+            query = (
+                select(self.rank.label("rank"), func.count())
+                .where(*self._where(wanted))
+                .group_by(self.rank)
+            )
+            with self.store.engine.connect() as conn:
+                self._counts[wanted] = {int(r): int(n) for r, n in conn.execute(query)}
+        return dict(self._counts[wanted])
+
+    def names(self, wanted: str, rank: int | None, sort: str, offset: int, limit: int) -> list[str]:
+        t = calendar_health.c
+        where = self._where(wanted)
+        if rank is not None:
+            where.append(self.rank == rank)
+        by_name = (func.lower(t.calendar), t.calendar)
+        if sort == "last_success":
+            order: tuple[Any, ...] = (t.last_success_at.asc().nulls_first(), *by_name)
+        elif sort == "failures":
+            order = (t.consecutive_failures.desc(), *by_name)
+        else:
+            order = by_name
+        query = select(t.calendar).where(*where).order_by(*order).offset(offset).limit(limit)
+        with self.store.engine.connect() as conn:
+            return list(conn.scalars(query))
 
 
 def _health_of(store: Store, names: Sequence[str]) -> dict[str, _Health]:
@@ -260,18 +385,6 @@ def _health_of(store: Store, names: Sequence[str]) -> dict[str, _Health]:
     ).where(t.calendar.in_(names))
     with store.engine.connect() as conn:
         return {row[0]: _Health(*row) for row in conn.execute(query)}
-
-
-def _sorted_by_health(store: Store, names: list[str], sort: str) -> list[str]:
-    """``names`` by last success (oldest first, never first of all) or by failures in a row."""
-    t = calendar_health.c
-    column = t.last_success_at if sort == "last_success" else t.consecutive_failures
-    with store.engine.connect() as conn:
-        values = {name: value for name, value in conn.execute(select(t.calendar, column))}
-    if sort == "failures":
-        return sorted(names, key=lambda n: -(values.get(n) or 0))
-    never = datetime.min.replace(tzinfo=UTC)
-    return sorted(names, key=lambda n: values.get(n) or never)
 
 
 def _page_details(store: Store, names: Sequence[str], now: datetime) -> dict[str, dict[str, Any]]:
