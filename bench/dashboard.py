@@ -28,7 +28,7 @@ from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.service.http_server import Request
 from feedback_agendas.scheduler.service.web.dashboard import Dashboard
 from feedback_agendas.scheduler.storage.db import write_transaction
-from feedback_agendas.scheduler.storage.store import (
+from feedback_agendas.scheduler.storage.tables import (
     calendar_cursors,
     calendar_health,
     run_log,

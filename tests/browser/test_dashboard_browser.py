@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select
 
 from feedback_agendas.scheduler.reminders.wins import record_meeting_praise, week_start
-from feedback_agendas.scheduler.storage.store import Store, run_log
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import run_log
 from tests.support.browser import all_css, by_css, click, log_in, screenshot
 from tests.support.dashboard import LiveDaemon, wait_for
 

@@ -25,7 +25,8 @@ from sqlalchemy import inspect, select, table, text
 
 from feedback_agendas.scheduler.service.web.passwords import hash_password
 from feedback_agendas.scheduler.service.web.security import Signer
-from feedback_agendas.scheduler.storage.store import Store, run_log
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import run_log
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 from tests.support.dashboard import (
     PASSWORD,

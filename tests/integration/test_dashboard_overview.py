@@ -14,7 +14,8 @@ from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.web.overview import Overview, build_overview
 from feedback_agendas.scheduler.storage.db import write_transaction
-from feedback_agendas.scheduler.storage.store import Store, calendar_health
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import calendar_health
 from tests.integration.pg import postgres_schema
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)

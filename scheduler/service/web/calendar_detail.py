@@ -14,12 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from feedback_agendas.agendas.reasons import explain_reason
-from feedback_agendas.scheduler.storage.store import (
-    Store,
-    event_records,
-    run_log,
-    run_log_counts,
-)
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import event_records, run_log, run_log_counts
 
 RECENT_RUNS = 40
 ERROR_HISTORY = 20

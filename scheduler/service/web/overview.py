@@ -22,16 +22,16 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 
 from feedback_agendas.scheduler.config.schema import AppConfig
-from feedback_agendas.scheduler.reminders.outbox import outbox_table
-from feedback_agendas.scheduler.storage.leases import leases as leases_table
-from feedback_agendas.scheduler.storage.store import (
-    Store,
+from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import (
     calendar_cursors,
     calendar_health,
     run_log,
     run_log_counts,
 )
-from feedback_agendas.scheduler.sync.push import push_channels_table
+from feedback_agendas.scheduler.storage.tables import leases as leases_table
+from feedback_agendas.scheduler.storage.tables import push_channels as push_channels_table
+from feedback_agendas.scheduler.storage.tables import reminder_outbox as outbox_table
 
 STATES = ("failing", "stale", "new", "ok", "opted_out")
 STATE_TEXT = {

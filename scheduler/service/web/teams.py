@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from feedback_agendas.scheduler.reminders.wins import ONE_ON_ONE, week_start, wins_table
+from feedback_agendas.scheduler.reminders.wins import ONE_ON_ONE, week_start
 from feedback_agendas.scheduler.storage.store import Store
+from feedback_agendas.scheduler.storage.tables import feedback_wins as wins_table
+from feedback_agendas.scheduler.storage.tables import praise_readbacks as readbacks_table
 
 WEEKS = 12
 NEXT_MEETINGS = 3
@@ -162,8 +164,6 @@ def upcoming_praise_meetings(store: Store, now: datetime) -> dict[str, list[date
     From the read-back list: every team meeting we gave a praise slot is on it
     until it has ended and been read back.
     """
-    from feedback_agendas.scheduler.service.daemon import readbacks_table
-
     t = readbacks_table.c
     found: dict[str, list[datetime]] = {}
     with store.engine.connect() as conn:
