@@ -94,15 +94,16 @@ class Dashboard:
         self._sync_now = sync_now or self._sync_in_thread
         self._generation = generation
         # Per config (a reload brings a new one): its calendars' index and fingerprint.
-        self._per_config: tuple[AppConfig, CalendarIndex, str] | None = None
+        self._per_config: tuple[AppConfig, Any, CalendarIndex, str] | None = None
 
     def _config_view(self) -> tuple[CalendarIndex, str]:
-        cfg = self.cfg
+        cfg, calendars = self.cfg, self.daemon.calendars
         cached = self._per_config
-        if cached is None or cached[0] is not cfg:
-            cached = (cfg, CalendarIndex(cfg), config_fingerprint(cfg))
+        if cached is None or cached[0] is not cfg or cached[1] is not calendars:
+            index = CalendarIndex(cfg, calendars.values())
+            cached = (cfg, calendars, index, config_fingerprint(cfg))
             self._per_config = cached
-        return cached[1], cached[2]
+        return cached[2], cached[3]
 
     @property
     def cfg(self) -> AppConfig:
@@ -271,7 +272,7 @@ class Dashboard:
 
     def _teams(self, context: dict[str, Any]) -> Response:
         now = self.clock()
-        zones = {team.name: team.timezone for team in self.cfg.org.teams}
+        zones = {name: team.timezone for name, team in self.daemon.teams.items()}
         charts = team_charts(
             self.daemon.store, zones, now, upcoming=upcoming_praise_meetings(self.daemon.store, now)
         )
@@ -295,7 +296,7 @@ class Dashboard:
                 result = preview_user(self.cfg, user, self.clock(), days)
             except UserError as exc:
                 problem = str(exc)
-        owners = sorted({c.owner for c in self.cfg.calendars})
+        owners = sorted({c.owner for c in self.daemon.calendars.values()})
         return self.pages.render(
             "admin/preview.html.j2",
             {

@@ -13,7 +13,7 @@ only.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -121,8 +121,10 @@ class CalendarIndex:
     longer in the config.
     """
 
-    def __init__(self, cfg: AppConfig) -> None:
-        self.providers = {c.name: c.provider for c in cfg.calendars}
+    def __init__(self, cfg: AppConfig, calendars: Iterable[Any] | None = None) -> None:
+        # The daemon's calendars (the config's, and those a discover: source lists).
+        listed = cfg.calendars if calendars is None else calendars
+        self.providers = {c.name: c.provider for c in listed}
         self.by_name = sorted(self.providers, key=_name_key)
         opted = {name.lower() for name in cfg.opt_out.calendars}
         self.opted = [n for n in self.by_name if n.lower() in opted]
