@@ -148,16 +148,26 @@ def revert(config_path: Path, dry_run: bool, calendars: tuple[str, ...]) -> None
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def status(config_path: Path, as_json: bool) -> None:
-    """Show each calendar's last run and what we hold about it."""
+    """Show each calendar's last run and what we hold about it, and count the opt-outs.
+
+    ``--json`` prints the calendars only (one key per calendar, as before);
+    ``opt-out list --json`` gives the opt-outs.
+    """
     cfg = _load(config_path)
     try:
         data = commands.status(cfg)
+        opted_out = commands.self_opt_out_count(cfg)
     except UserError as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(data, sort_keys=True, default=str))
         return
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    configured = len({user.lower() for user in cfg.opt_out.users})
+    click.echo(
+        f"opted out: {opted_out} by themselves (feedback-agendas opt-out list), "
+        f"{configured} in the config (opt_out.users)"
+    )
 
 
 @main.command()
@@ -451,8 +461,9 @@ def _totals_line(summary: dict[str, Any]) -> str:
 
 def _add_daemon_commands() -> None:
     from feedback_agendas.scheduler.service.cli_daemon import DAEMON_COMMANDS
+    from feedback_agendas.scheduler.service.cli_opt_out import OPT_OUT_COMMANDS
 
-    for command in DAEMON_COMMANDS:
+    for command in (*DAEMON_COMMANDS, *OPT_OUT_COMMANDS):
         main.add_command(command)
 
 
