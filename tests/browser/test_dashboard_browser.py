@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import icalendar
 from sqlalchemy import select
 
+from feedback_agendas.agendas.block import read_block
 from feedback_agendas.scheduler.reminders.wins import record_meeting_praise, week_start
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.storage.tables import run_log
@@ -150,3 +152,41 @@ def test_the_team_chart_shows_the_wins_recorded(
     other = by_css(browser, 'section[data-team="analys"]')
     assert by_css(other, ".total").text == "0"
     screenshot(browser, tmp_path, "teams")
+
+
+def blocks_in(path: Path) -> int:
+    """How many events of the .ics file at ``path`` carry an agenda block of ours."""
+    calendar = icalendar.Calendar.from_ical(path.read_bytes())
+    return sum(
+        read_block(str(event.get("DESCRIPTION", ""))) is not None
+        for event in calendar.walk("VEVENT")
+    )
+
+
+def test_an_opt_out_added_on_the_page_removes_the_persons_blocks_at_the_next_cycle(
+    browser: Any, live: LiveDaemon, tmp_path: Path
+) -> None:
+    alice = live.config_path.parent / "calendars" / "mona" / "mona-alice-1on1.ics"
+    assert blocks_in(alice) > 0
+    log_in(browser, live)
+    click(browser, 'a[href$="/admin/opt-outs"]')
+    by_css(browser, "#address").send_keys("Alice@example.com")
+    click(browser, "#add")
+    assert "Opted out" in by_css(browser, "#done").text
+    assert by_css(browser, 'tr[data-address="alice@example.com"]')
+    screenshot(browser, tmp_path, "opt-outs")
+    before = _runs(live, "mona")
+    browser.get(live.admin + "calendars/mona")
+    click(browser, "#sync-now")
+    wait_for(lambda: _runs(live, "mona") == before + 1, 30)
+    assert blocks_in(alice) == 0  # removed from alice's 1:1
+    assert blocks_in(live.config_path.parent / "calendars" / "mona" / "platform-retro.ics") > 0
+    # And back in: the next cycle writes it again.
+    browser.get(live.admin + "opt-outs")
+    click(browser, "button.remove", within=by_css(browser, 'tr[data-address="alice@example.com"]'))
+    assert "Opted back in" in by_css(browser, "#done").text
+    assert not all_css(browser, 'tr[data-address="alice@example.com"]')
+    browser.get(live.admin + "calendars/mona")
+    click(browser, "#sync-now")
+    wait_for(lambda: _runs(live, "mona") == before + 2, 30)
+    assert blocks_in(alice) > 0

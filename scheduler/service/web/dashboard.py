@@ -162,8 +162,10 @@ class Dashboard:
             return self._teams(context)
         if path == "/preview" and not post:
             return self._preview(request, context)
-        if path == "/opt-outs" and not post:
-            return self._opt_outs(context)
+        if path == "/opt-outs":
+            if post:
+                return self._change_opt_out(request, context)
+            return self._opt_outs(request, context)
         if path.startswith("/calendars/"):
             rest = path.removeprefix("/calendars/")
             name, _, action = rest.partition("/")
@@ -311,7 +313,11 @@ class Dashboard:
             },
         )
 
-    def _opt_outs(self, context: dict[str, Any]) -> Response:
+    def _opt_outs(
+        self, request: Request, context: dict[str, Any], *, problem: str | None = None
+    ) -> Response:
+        from feedback_agendas.scheduler.storage.opt_outs import list_opt_outs
+
         opt_out = self.cfg.opt_out
         return self.pages.render(
             "admin/opt_outs.html.j2",
@@ -322,8 +328,43 @@ class Dashboard:
                 "teams": sorted(opt_out.teams),
                 "calendars": sorted(opt_out.calendars),
                 "marker": opt_out.marker,
+                "self_service": list_opt_outs(self.daemon.engine),
+                "done": read_query(request).get("done", ""),
+                "problem": problem,
+                "when": _when,
             },
+            status=400 if problem else 200,
         )
+
+    def _change_opt_out(self, request: Request, context: dict[str, Any]) -> Response:
+        """Add or remove a self-service opt-out; the next cycle of each calendar applies it."""
+        from feedback_agendas.scheduler.storage.opt_outs import (
+            VIA_DASHBOARD,
+            add_opt_out,
+            remove_opt_out,
+        )
+
+        form = read_form(request)
+        action = form.get("action", "")
+        address = form.get("address", "")
+        engine = self.daemon.engine
+        try:
+            if action == "add":
+                changed = add_opt_out(engine, address, self.clock(), via=VIA_DASHBOARD)
+            elif action == "remove":
+                changed = remove_opt_out(engine, address)
+            else:
+                return not_found()
+        except UserError as exc:
+            return self._opt_outs(request, context, problem=str(exc))
+        refresh = getattr(self.daemon, "refresh_rules", None)
+        if changed and refresh is not None:
+            refresh(self.clock())  # this process's next cycles use it at once
+        log.info(
+            "dashboard: self-service opt-out %s (%s)", action, "done" if changed else "no change"
+        )
+        done = {"add": "added", "remove": "removed"}[action] if changed else "unchanged"
+        return redirect(f"{PREFIX}/opt-outs?done={done}")
 
     # -- actions -------------------------------------------------------------------
 
