@@ -47,6 +47,7 @@ from feedback_agendas.scheduler.service.commands import make_renderer
 from feedback_agendas.scheduler.service.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from feedback_agendas.scheduler.service.readiness import ReplicaState, readiness
 from feedback_agendas.scheduler.service.sender import ReminderSender, SendReport
+from feedback_agendas.scheduler.service.web.self_service import opt_out_links
 from feedback_agendas.scheduler.storage import leases
 from feedback_agendas.scheduler.storage.opt_outs import opted_out_addresses
 from feedback_agendas.scheduler.storage.store import Store
@@ -158,6 +159,7 @@ class Daemon:
             clock=lambda: self.clock(),
             metrics=self.metrics,
             stopping=self.stopping,
+            opt_out_link=opt_out_links(cfg),
         )
 
     # -- calendars and teams ---------------------------------------------------

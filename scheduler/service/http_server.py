@@ -363,8 +363,10 @@ def _handler_class(
                 _drain(self.connection)
 
         def log_message(self, format: str, *args: object) -> None:
-            # Only method and path at debug level: headers may carry channel tokens.
-            log.debug("http %s", getattr(self, "requestline", "").split(" ")[:2])
+            # Only method and path at debug level: headers may carry channel tokens,
+            # and a query a signed link's token (/opt-out?t=...).
+            method, _, rest = getattr(self, "requestline", "").partition(" ")
+            log.debug("http %s %s", method, rest.partition(" ")[0].partition("?")[0])
 
     return Handler
 

@@ -44,6 +44,10 @@ from feedback_agendas.scheduler.service.daemon import (
 )
 from feedback_agendas.scheduler.service.http_server import EndpointServer, ListenError
 from feedback_agendas.scheduler.service.web.dashboard import mount_dashboard
+from feedback_agendas.scheduler.service.web.pages import MAX_FORM_BODY, WebPages
+from feedback_agendas.scheduler.service.web.security import Signer
+from feedback_agendas.scheduler.service.web.self_service import PATH as SELF_SERVICE_PATH
+from feedback_agendas.scheduler.service.web.self_service import SelfServicePages
 from feedback_agendas.scheduler.sync.cycle import utc_now
 from feedback_agendas.scheduler.sync.push import (
     WEBHOOK_PATH,
@@ -143,6 +147,26 @@ def add_sync_job(
     )
 
 
+def serve_self_service(server: EndpointServer, daemon: Daemon) -> SelfServicePages | None:
+    """Serve ``/opt-out``, the page of the links in people's messages, when links are on."""
+    secret = getattr(daemon.cfg.server, "secret", None)
+    if daemon.sender.opt_out_link is None or secret is None:
+        return None
+    web = WebPages()
+    pages = SelfServicePages(
+        daemon.cfg,
+        daemon.db,
+        Signer(secret.get_secret_value()),
+        clock=daemon.clock,
+        pages=web,
+        # The choice counts from the next cycle on, not from the next housekeeping tick.
+        on_change=lambda: daemon.refresh_rules(daemon.clock()),
+    )
+    server.route("GET POST", SELF_SERVICE_PATH, pages.handle, max_body=MAX_FORM_BODY)
+    server.route("GET", web.static_prefix, web.static)
+    return pages
+
+
 def run_forever(
     cfg: AppConfig,
     *,
@@ -207,6 +231,7 @@ def run_forever(
 
     server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now, sync_later))
     dashboard = mount_dashboard(server, daemon, sync_now=sync_now)
+    serve_self_service(server, daemon)
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
