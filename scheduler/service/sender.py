@@ -23,9 +23,9 @@ from feedback_agendas.integrations.notify.base import Notifier, channel_id
 from feedback_agendas.scheduler.reminders.outbox import DEAD, Outbox, OutboxItem
 from feedback_agendas.scheduler.reminders.planning import (
     CELEBRATION,
-    PERSONAL_KINDS,
     DIGEST_MANAGER,
     DIGEST_TEAM,
+    PERSONAL_KINDS,
     PersonalChannels,
     ReminderRenderer,
     ReminderSettings,
