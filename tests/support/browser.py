@@ -96,7 +96,7 @@ def all_css(driver: Any, selector: str) -> list[Any]:
 
 def click(driver: Any, selector: str, within: Any = None) -> None:
     """Click and wait for the next page to load (a link or a form's button)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     page = by_css(driver, "html")
     by_css(within or driver, selector).click()
@@ -104,7 +104,9 @@ def click(driver: Any, selector: str, within: Any = None) -> None:
     def gone() -> bool:
         try:
             page.tag_name  # noqa: B018 - touching it raises once the page was replaced
-        except StaleElementReferenceException:
+        except WebDriverException:
+            # Stale, or (Chromium, mid-navigation) "Node with given id does not
+            # belong to the document": either way the old page is gone.
             return True
         return False
 

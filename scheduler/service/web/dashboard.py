@@ -328,7 +328,7 @@ class Dashboard:
                 "teams": sorted(opt_out.teams),
                 "calendars": sorted(opt_out.calendars),
                 "marker": opt_out.marker,
-                "self_service": list_opt_outs(self.daemon.engine),
+                "self_service": list_opt_outs(self.daemon.db),
                 "done": read_query(request).get("done", ""),
                 "problem": problem,
                 "when": _when,
@@ -347,7 +347,7 @@ class Dashboard:
         form = read_form(request)
         action = form.get("action", "")
         address = form.get("address", "")
-        engine = self.daemon.engine
+        engine = self.daemon.db
         try:
             if action == "add":
                 changed = add_opt_out(engine, address, self.clock(), via=VIA_DASHBOARD)
