@@ -45,7 +45,6 @@ from feedback_agendas.scheduler.service.daemon import (
 from feedback_agendas.scheduler.service.http_server import EndpointServer, ListenError
 from feedback_agendas.scheduler.sync.cycle import utc_now
 from feedback_agendas.scheduler.sync.push import (
-    WEBHOOK_PATH,
     PushChannels,
     follow_up_job,
     maintain_job,
@@ -204,7 +203,9 @@ def run_forever(
             misfire_grace_time=60,
         )
 
-    server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now, sync_later))
+    webhooks = push.webhooks(sync_now, sync_later)
+    for path, handler in webhooks.items():
+        server.register_push(path, handler)
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -216,7 +217,8 @@ def run_forever(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     server.start()
-    echo(f"endpoints on {server.url} (/healthz /readyz /metrics /webhooks/google)")
+    paths = " ".join(["/healthz", "/readyz", "/metrics", *webhooks])
+    echo(f"endpoints on {server.url} ({paths})")
     echo(f"replica {daemon.replica_id}: {len(daemon.calendars)} calendar(s) every {interval:g}s")
     scheduler.start()
     try:
