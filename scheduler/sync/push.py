@@ -40,6 +40,10 @@ renew a channel), and stops the channels of calendars that were opted out or
 removed from the config. Only the holder of the lease ``push:NAME`` changes a
 calendar's channels, so replicas never register two channels for one calendar
 at once.
+
+One room past 400 lines: a channel's whole life (its row, registration,
+renewal, stopping, and the checks on each notification) shares the one table
+and the one lease.
 """
 
 from __future__ import annotations
