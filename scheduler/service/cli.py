@@ -15,6 +15,7 @@ import click
 
 from feedback_agendas.agendas.decide import Decision
 from feedback_agendas.agendas.errors import UserError
+from feedback_agendas.integrations.calendars.registry import provider_specs
 from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.service import commands
 from feedback_agendas.scheduler.sync.cycle import utc_now
@@ -302,30 +303,6 @@ def db_upgrade(config_path: Path) -> None:
     click.echo(f"database at revision {upgrade(cfg.storage.url)}")
 
 
-@main.command("google-auth")
-@click.option(
-    "--client-secrets",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    required=True,
-    help="The OAuth client file (installed app) from the Google Cloud console.",
-)
-@click.option(
-    "--token-out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="Where to save the user's token (created readable by you only).",
-)
-def google_auth(client_secrets: Path, token_out: Path) -> None:
-    """Authorise one Google user (installed-app flow) and save the token file."""
-    from feedback_agendas.integrations.calendars.google_client import run_installed_app_flow
-
-    try:
-        saved = run_installed_app_flow(client_secrets, token_out)
-    except UserError as exc:
-        _fail(exc)
-    click.echo(f"saved the token to {saved}; use it as the calendar's `credentials`")
-
-
 @main.command("admin-password")
 @click.option(
     "--env",
@@ -468,6 +445,16 @@ def _add_daemon_commands() -> None:
 
 
 _add_daemon_commands()
+
+
+def _add_provider_commands() -> None:
+    """Commands a provider contributes (an OAuth flow, say), from the registry."""
+    for spec in provider_specs():
+        for command in spec.commands:
+            main.add_command(command)
+
+
+_add_provider_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

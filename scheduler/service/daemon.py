@@ -242,7 +242,7 @@ class Daemon:
     def poll_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
         """The interval tick: sync ``name``, unless push keeps it current.
 
-        With a live push channel, Google tells us when the calendar changes,
+        With a live push channel, the backend tells us when the calendar changes,
         so a quiet calendar costs no requests; the poll still runs once per
         ``sync.push_fallback_seconds``, because notifications can be lost.
         """

@@ -3,8 +3,10 @@
 - ``GET /healthz``: the process is alive (200).
 - ``GET /readyz``: the database answers and the last cycle is recent (200, else 503).
 - ``GET /metrics``: Prometheus text format.
-- ``POST /webhooks/google``: a Calendar push notification; the registered
-  callback verifies it and starts an incremental sync of that calendar.
+- ``POST /webhooks/<provider>``: a push notification from a calendar
+  backend; the provider reads it, the runtime verifies it and starts an
+  incremental sync of that calendar. The answer may carry a body and headers
+  (a subscription handshake that echoes a token).
 
 More routes plug in with :meth:`EndpointServer.route` (a path ending in ``/``
 serves everything under it).
@@ -45,6 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from feedback_agendas.agendas.errors import UserError
+from feedback_agendas.integrations.calendars.base import WebhookAnswer, WebhookRequest
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +93,17 @@ class Response:
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     # More headers, such as Set-Cookie or Location; each (name, value).
+    # Content-Type, Content-Length and Connection are the server's.
     headers: tuple[tuple[str, str], ...] = ()
 
 
 RouteHandler = Callable[[Request], Response]
 # (headers, body) -> HTTP status
 WebhookCallback = Callable[[Mapping[str, str], bytes], int]
+# The whole request -> status, body and headers
+PushHandler = Callable[[WebhookRequest], WebhookAnswer]
+_OWN_HEADERS = frozenset({"content-type", "content-length", "connection"})
+_BREAKS_LINE = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +264,19 @@ class EndpointServer:
         self._routes[path] = _Route(frozenset(methods.upper().split()), handler, max_body)
 
     def register_webhook(self, path: str, callback: WebhookCallback) -> None:
-        """Route POSTs to ``path`` to ``callback``."""
+        """Route POSTs to ``path`` to ``callback``, which answers a status only."""
 
         def webhook(request: Request) -> Response:
             return Response(callback(request.headers, request.body))
+
+        self.route("POST", path, webhook, max_body=MAX_WEBHOOK_BODY)
+
+    def register_push(self, path: str, handler: PushHandler) -> None:
+        """Route POSTs to ``path`` to ``handler``, which may answer a body and headers."""
+
+        def webhook(request: Request) -> Response:
+            answer = handler(WebhookRequest(request.headers, request.query, request.body))
+            return Response(answer.status, answer.body, answer.content_type, answer.headers)
 
         self.route("POST", path, webhook, max_body=MAX_WEBHOOK_BODY)
 
@@ -346,13 +363,11 @@ def _handler_class(
             self.close_connection = True
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
+            for name, value in response.headers:
+                if name.lower() not in _OWN_HEADERS and not _BREAKS_LINE.search(name + value):
+                    self.send_header(name, value)
             self.send_header("Content-Length", str(len(response.body)))
             self.send_header("Connection", "close")
-            for name, value in response.headers:
-                if _HEADER_BREAK.search(name + value):  # never split a header in two
-                    log.warning("http: dropped a reply header with a line break")
-                    continue
-                self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(response.body)

@@ -50,7 +50,6 @@ from feedback_agendas.scheduler.service.web.self_service import PATH as SELF_SER
 from feedback_agendas.scheduler.service.web.self_service import SelfServicePages
 from feedback_agendas.scheduler.sync.cycle import utc_now
 from feedback_agendas.scheduler.sync.push import (
-    WEBHOOK_PATH,
     PushChannels,
     follow_up_job,
     maintain_job,
@@ -229,7 +228,9 @@ def run_forever(
             misfire_grace_time=60,
         )
 
-    server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now, sync_later))
+    webhooks = push.webhooks(sync_now, sync_later)
+    for path, handler in webhooks.items():
+        server.register_push(path, handler)
     dashboard = mount_dashboard(server, daemon, sync_now=sync_now)
     serve_self_service(server, daemon)
     stopped = stop or threading.Event()
@@ -243,7 +244,8 @@ def run_forever(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     server.start()
-    echo(f"endpoints on {server.url} (/healthz /readyz /metrics /webhooks/google)")
+    paths = " ".join(["/healthz", "/readyz", "/metrics", *webhooks])
+    echo(f"endpoints on {server.url} ({paths})")
     if dashboard is not None:
         echo(f"dashboard on {server.url}/admin/")
     echo(f"replica {daemon.replica_id}: {len(daemon.calendars)} calendar(s) every {interval:g}s")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
 
-from feedback_agendas.scheduler.config.fields import LOOPBACK_HOSTS
+from feedback_agendas.integrations.config_types import LOOPBACK_HOSTS
 from feedback_agendas.scheduler.config.schema import ServerConfig
 from feedback_agendas.scheduler.service.http_server import Request
 from feedback_agendas.scheduler.service.web.passwords import LoginThrottle, verify_password
