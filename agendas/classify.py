@@ -6,7 +6,8 @@ reason given is the most fundamental one:
 
 1. facts that forbid any write (I6): cancelled, all-day, private, locked,
    not a plain meeting, not ours, not editable;
-2. opt-outs: calendar, marker in the event, a participant;
+2. opt-outs: calendar, marker in the event, the organizer, the other person of a
+   pair (a person's opt-out never removes a team meeting someone else organizes);
 3. structure: who takes part, which decides 1:1, team meeting or neither.
 
 Time plays no part here; :mod:`feedback_agendas.agendas.decide` handles past and far-future
@@ -207,8 +208,14 @@ def _opt_out_reason(meeting: Meeting, rules: Rules, humans: set[str]) -> SkipRea
     marker = opt_out.marker.strip().casefold()
     if marker and (marker in meeting.title.casefold() or marker in meeting.description.casefold()):
         return SkipReason.OPTED_OUT_MARKER
+    # A person's opt-out covers their 1:1s and the meetings they organize, never
+    # a team meeting someone else organizes: one click in a reminder must not
+    # switch off a whole team's praise slot (the marker and a team opt-out do that).
+    opted = {u.strip().lower() for u in opt_out.users}
+    if _organizer(meeting) in opted:
+        return SkipReason.OPTED_OUT_USER
     everyone = humans | {a.email.strip().lower() for a in meeting.attendees if not a.resource}
-    if everyone & {u.lower() for u in opt_out.users}:
+    if len(everyone) <= 2 and everyone & opted:
         return SkipReason.OPTED_OUT_USER
     return None
 

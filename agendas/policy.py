@@ -6,7 +6,7 @@ the core never reads a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -93,3 +93,10 @@ class Rules:
     org: Org
     policy: Policy = field(default_factory=Policy)
     opt_out: OptOut = field(default_factory=OptOut)
+
+    def with_opted_out_users(self, users: frozenset[str]) -> Rules:
+        """These rules with ``users`` (lower case) opted out too; the same object if none is new."""
+        added = users - self.opt_out.users
+        if not added:
+            return self
+        return replace(self, opt_out=replace(self.opt_out, users=self.opt_out.users | added))

@@ -34,7 +34,9 @@ SKIP_REASON_TEXT: Mapping[SkipReason, str] = MappingProxyType(
         SkipReason.OPTED_OUT_MARKER: (
             "The title or description holds the opt-out marker (such as #no-agenda)."
         ),
-        SkipReason.OPTED_OUT_USER: "Someone in the meeting has opted out of agendas.",
+        SkipReason.OPTED_OUT_USER: (
+            "The organizer, or the other person in this meeting of two, has opted out of agendas."
+        ),
         SkipReason.OPTED_OUT_TEAM: "The meeting's team has opted out of agendas.",
         SkipReason.EXTERNAL_GUEST: (
             "Someone outside the organisation's domains takes part, so there is no agenda."

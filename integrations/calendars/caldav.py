@@ -63,9 +63,11 @@ import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
+
+from pydantic import SecretStr
 
 from feedback_agendas.agendas.errors import (
     CursorExpired,
@@ -83,6 +85,7 @@ from feedback_agendas.agendas.model import (
     Unreadable,
     WriteOutcome,
 )
+from feedback_agendas.integrations.calendars.base import BuildContext, CalendarConfig, ProviderSpec
 from feedback_agendas.integrations.calendars.ics import (
     IcsError,
     meetings_from_calendar,
@@ -98,6 +101,12 @@ from feedback_agendas.integrations.calendars.webdav import (
     path_key,
     resolve_href,
     status_error,
+)
+from feedback_agendas.integrations.config_types import (
+    HttpUrl,
+    NonEmptyStr,
+    TimeZoneName,
+    is_loopback_url,
 )
 from feedback_agendas.integrations.redact import split_userinfo
 
@@ -942,3 +951,49 @@ def _crlf(data: bytes) -> bytes:
     if b"\r\n" in data:
         return data
     return data.replace(b"\n", b"\r\n")
+
+
+# -- registration -------------------------------------------------------------
+
+
+class CaldavCalendar(CalendarConfig):
+    """A calendar on a CalDAV server."""
+
+    provider: Literal["caldav"]
+    url: HttpUrl
+    username: str | None = None
+    password: SecretStr | None = None
+    calendar: NonEmptyStr
+    verify_tls: bool = True
+    timezone: TimeZoneName | None = None
+
+    def warnings(self) -> list[str]:
+        """No certificate check, or a password sent in the clear."""
+        found = []
+        if not self.verify_tls:
+            found.append("verify_tls is off; the server's certificate is not checked")
+        if (
+            self.password is not None
+            and urlsplit(self.url).scheme == "http"
+            and not is_loopback_url(self.url)
+        ):
+            found.append("the password is sent without TLS (http://)")
+        return found
+
+
+def build_caldav(config: CaldavCalendar, context: BuildContext) -> CaldavProvider:
+    """The provider for one entry; ``context.collections`` keeps discovered collection URLs."""
+    return CaldavProvider(
+        name=config.name,
+        url=config.url,
+        username=config.username,
+        password=config.password.get_secret_value() if config.password else None,
+        calendar=config.calendar,
+        owner=config.owner,
+        verify_tls=config.verify_tls,
+        default_timezone=config.timezone or "UTC",
+        collections=context.collections,
+    )
+
+
+PROVIDER = ProviderSpec(name="caldav", config=CaldavCalendar, build=build_caldav)

@@ -6,6 +6,11 @@ go through :func:`feedback_agendas.integrations.retry.call_with_retry`; writes g
 with ``If-Match: <etag>`` and ``sendUpdates=none``, paced by a per-user token
 bucket. The client's own ``num_retries`` is never used: it retries PATCH
 without a cap and ignores ``Retry-After``.
+
+The module ends with its registration (the ``calendars[]`` model, the
+factory and ``PROVIDER``), which is why it runs past 400 lines: the
+registry finds a provider's settings in the provider's own module, and the
+client, mapping, errors and push reading already live in ``google_*`` modules.
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
+from pydantic import Field, model_validator
 
 from feedback_agendas.agendas.errors import (
     CursorExpired,
@@ -40,13 +46,18 @@ from feedback_agendas.agendas.model import (
     Unreadable,
     WriteOutcome,
 )
+from feedback_agendas.integrations.calendars.base import BuildContext, CalendarConfig, ProviderSpec
 from feedback_agendas.integrations.calendars.google_client import (
+    CALENDAR_SCOPE,
     GoogleClient,
     build_calendar_client,
+    credentials_problem,
+    google_auth_command,
     load_credentials,
 )
 from feedback_agendas.integrations.calendars.google_errors import (
     TRANSPORT_ERRORS,
+    classify_failure,
     translate_http_error,
     translate_transport_error,
 )
@@ -59,14 +70,30 @@ from feedback_agendas.integrations.calendars.google_map import (
     to_meeting_or_unreadable,
 )
 from feedback_agendas.integrations.calendars.google_push import (
+    GooglePush,
     PushChannel,
     expiration_from_millis,
     verify_push,
 )
+from feedback_agendas.integrations.config_types import (
+    Credentials,
+    Email,
+    HttpUrl,
+    NonEmptyStr,
+    ProblemAt,
+    is_loopback_url,
+)
 from feedback_agendas.integrations.ratelimit import UserRateLimiter
 from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
-__all__ = ["GoogleProvider", "PushChannel", "verify_push"]
+__all__ = [
+    "PROVIDER",
+    "GoogleCalendar",
+    "GoogleProvider",
+    "PushChannel",
+    "build_google",
+    "verify_push",
+]
 
 log = logging.getLogger(__name__)
 
@@ -381,6 +408,10 @@ class GoogleProvider:
             expiration=expiration_from_millis(answer.get("expiration")),
         )
 
+    def renew_channel(self, channel: PushChannel, ttl: int) -> PushChannel | None:
+        """None: Google's channels cannot be renewed, only replaced."""
+        return None
+
     def stop_channel(self, channel_id: str, resource_id: str) -> None:
         """Stop a channel (on opt-out, shutdown, or after its replacement started)."""
         request = self._channels.stop(
@@ -397,3 +428,64 @@ class GoogleProvider:
             for conn in list(connections.values()):
                 conn.close()
             connections.clear()
+
+
+# -- registration -------------------------------------------------------------
+
+
+class GoogleCalendar(CalendarConfig):
+    """A Google calendar through Calendar API v3."""
+
+    provider: Literal["google"]
+    credentials: Credentials
+    subject: Email | None = None
+    calendar_id: NonEmptyStr = "primary"
+    api_endpoint: HttpUrl | None = None
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    writes_per_minute: int = Field(default=60, ge=1)
+
+    @model_validator(mode="after")
+    def _anonymous_only_on_loopback(self) -> GoogleCalendar:
+        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
+            raise ProblemAt(
+                "credentials",
+                "'anonymous' is allowed only with an api_endpoint on this machine "
+                "(127.0.0.1, ::1 or localhost)",
+            )
+        return self
+
+    def problems_here(self) -> list[tuple[str, str]]:
+        """The credentials file, loaded as the provider loads it (no token is fetched)."""
+        problem = credentials_problem(
+            self.credentials,
+            subject=self.subject,
+            api_endpoint=self.api_endpoint,
+            scopes=(CALENDAR_SCOPE,),
+        )
+        return [("credentials", problem)] if problem else []
+
+
+def build_google(config: GoogleCalendar, context: BuildContext) -> GoogleProvider:
+    """The provider for one entry; ``context.clock`` times its write budget and deadlines."""
+    options: dict[str, Any] = {"clock": context.clock} if context.clock is not None else {}
+    return GoogleProvider(
+        name=config.name,
+        owner=config.owner,
+        calendar_id=config.calendar_id,
+        credentials=config.credentials,
+        subject=config.subject,
+        api_endpoint=config.api_endpoint,
+        batch_size=config.batch_size,
+        writes_per_minute=config.writes_per_minute,
+        **options,
+    )
+
+
+PROVIDER = ProviderSpec(
+    name="google",
+    config=GoogleCalendar,
+    build=build_google,
+    push=GooglePush(),
+    classify_failure=classify_failure,
+    commands=(google_auth_command,),
+)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import stat
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import click
 import httplib2
 from google.auth.credentials import AnonymousCredentials
 from google_auth_httplib2 import AuthorizedHttp
@@ -210,3 +212,44 @@ def write_private_file(path: Path, text: str) -> None:
         os.write(fd, text.encode("utf-8"))
     finally:
         os.close(fd)
+
+
+def credentials_problem(
+    setting: object, *, subject: str | None, api_endpoint: str | None, scopes: tuple[str, ...]
+) -> str | None:
+    """Load the credentials as the providers do; their refusal, in their words.
+
+    Reads the file only: no token is fetched (``check-config`` runs offline).
+    """
+    if setting == "anonymous":
+        return None
+    try:
+        load_credentials(str(setting), subject=subject, api_endpoint=api_endpoint, scopes=scopes)
+    except UserError as exc:
+        return str(exc)
+    except Exception as exc:  # the library refused the file in a way we did not foresee
+        return f"credentials file {setting} cannot be loaded ({type(exc).__name__})"
+    return None
+
+
+@click.command("google-auth")
+@click.option(
+    "--client-secrets",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The OAuth client file (installed app) from the Google Cloud console.",
+)
+@click.option(
+    "--token-out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Where to save the user's token (created readable by you only).",
+)
+def google_auth_command(client_secrets: Path, token_out: Path) -> None:
+    """Authorise one Google user (installed-app flow) and save the token file."""
+    try:
+        saved = run_installed_app_flow(client_secrets, token_out)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"saved the token to {saved}; use it as the calendar's `credentials`")

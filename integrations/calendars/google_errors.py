@@ -35,6 +35,7 @@ from feedback_agendas.agendas.errors import (
     RateLimited,
     TransientError,
 )
+from feedback_agendas.integrations.calendars.base import ProviderFailure
 
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
 QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
@@ -98,3 +99,40 @@ def translate_http_error(exc: HttpError, *, operation: str) -> FeedbackAgendasEr
 def translate_transport_error(exc: BaseException, *, operation: str) -> TransientError:
     """A timeout or broken connection below the client."""
     return TransientError(f"google {operation}: {type(exc).__name__}")
+
+
+AUTH_HINT = (
+    "check its credentials: the Google token (feedback-agendas google-auth) "
+    "or the service account's delegation"
+)
+
+
+def classify_failure(exc: BaseException) -> ProviderFailure | None:
+    """google-auth's own exceptions (raised while fetching a token), as a failure kind.
+
+    A refresh that failed on the way (not a refusal) is a network problem.
+    The detail names the OAuth ``error`` code (``invalid_grant``), never the
+    description or a token.
+    """
+    from google.auth import exceptions as google_auth
+
+    if isinstance(exc, google_auth.RefreshError):
+        kind = "network" if getattr(exc, "retryable", False) else "auth"
+    elif isinstance(exc, google_auth.TransportError):
+        kind = "network"
+    elif isinstance(exc, google_auth.GoogleAuthError):
+        kind = "auth"
+    else:
+        return None
+    code = _oauth_error_code(exc)
+    what = "refused the credentials" if kind == "auth" else "could not be reached"
+    detail = f"Google's token endpoint {what}" + (f" ({code})" if code else "")
+    return ProviderFailure(kind, detail, AUTH_HINT if kind == "auth" else None)
+
+
+def _oauth_error_code(exc: BaseException) -> str:
+    for arg in getattr(exc, "args", ()):
+        if isinstance(arg, dict) and isinstance(arg.get("error"), str):
+            code = arg["error"]
+            return code if code.replace("_", "").isalnum() and len(code) < 40 else ""
+    return ""

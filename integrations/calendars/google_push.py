@@ -1,35 +1,32 @@
-"""Google push notifications: the channel we registered and how to check a notification.
+"""Google push notifications: what a notification carries and how to read it.
 
 Google posts an empty body; the headers say which channel (``X-Goog-Channel-Id``),
-carry the secret we chose (``X-Goog-Channel-Token``) and the state (``sync``
-when the channel starts, ``exists``/``not_exists`` on changes). Channels
-expire and cannot be renewed, only replaced; notifications may be lost, so
-polling stays on as the fallback.
+carry the secret we chose (``X-Goog-Channel-Token``), number the messages of
+a channel (``X-Goog-Message-Number``) and give the state (``sync`` when the
+channel starts, ``exists``/``not_exists`` on changes). Channels expire and
+cannot be renewed, only replaced; notifications may be lost, so polling stays
+on as the fallback.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from feedback_agendas.integrations.calendars.base import (
+    Notification,
+    PushChannel,
+    WebhookAnswer,
+    WebhookRequest,
+)
+
+__all__ = ["GooglePush", "PushChannel", "expiration_from_millis", "push_channel_id", "verify_push"]
+
 PUSH_STATES = frozenset({"sync", "exists", "not_exists"})
-
-
-@dataclass(frozen=True, slots=True)
-class PushChannel:
-    """A registered ``web_hook`` channel. ``expiration`` is None when Google gave none."""
-
-    channel_id: str
-    resource_id: str
-    expiration: datetime | None
-
-    def needs_replacing(self, now: datetime, margin_seconds: float = 3600.0) -> bool:
-        """True when the channel expires within ``margin_seconds`` of ``now``."""
-        if self.expiration is None:
-            return False
-        return (self.expiration - now).total_seconds() <= margin_seconds
+_CHANGE_STATES = frozenset({"exists", "not_exists"})
+_MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 def expiration_from_millis(value: object) -> datetime | None:
@@ -67,3 +64,28 @@ def verify_push(headers: Mapping[str, str], expected_token: str) -> bool:
 def push_channel_id(headers: Mapping[str, str]) -> str | None:
     """The ``X-Goog-Channel-Id`` of a notification (to find the calendar to sync)."""
     return _header(headers, "X-Goog-Channel-Id")
+
+
+class GooglePush:
+    """Reads the notifications Google posts to ``/webhooks/google``: one per request."""
+
+    accepted = 200
+
+    def read(self, request: WebhookRequest) -> Sequence[Notification] | WebhookAnswer:
+        """The request's one notification.
+
+        Without a valid ``X-Goog-Message-Number`` (Google always sends one) it is
+        malformed: 400 once its token checks out, 403 otherwise.
+        """
+        number = (request.header("X-Goog-Message-Number") or "").strip()
+        state = (request.header("X-Goog-Resource-State") or "").strip()
+        valid = _MESSAGE_NUMBER.fullmatch(number) is not None
+        return [
+            Notification(
+                channel_id=request.header("X-Goog-Channel-Id") or "",
+                token=request.header("X-Goog-Channel-Token") or "",
+                changed=state in _CHANGE_STATES,
+                message_number=int(number) if valid else None,
+                malformed=not valid,
+            )
+        ]

@@ -18,6 +18,7 @@ import itertools
 import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from feedback_agendas.agendas.errors import (
     CursorExpired,
@@ -32,6 +33,7 @@ from feedback_agendas.agendas.model import (
     Meeting,
     WriteOutcome,
 )
+from feedback_agendas.integrations.calendars.base import BuildContext, CalendarConfig, ProviderSpec
 
 _instances = itertools.count(1)
 
@@ -180,3 +182,20 @@ class MemoryProvider:
         if not 0 <= since <= self._sequence:
             raise CursorExpired("cursor from the future")
         return since
+
+
+# -- registration -------------------------------------------------------------
+
+
+class MemoryCalendar(CalendarConfig):
+    """An in-memory calendar for tests and dry runs."""
+
+    provider: Literal["memory"]
+
+
+def build_memory(config: MemoryCalendar, context: BuildContext) -> MemoryProvider:
+    """A new, empty calendar for one ``calendars[]`` entry."""
+    return MemoryProvider(name=config.name, owner=config.owner)
+
+
+PROVIDER = ProviderSpec(name="memory", config=MemoryCalendar, build=build_memory)

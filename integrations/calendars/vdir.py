@@ -39,6 +39,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from feedback_agendas.agendas.errors import (
     CursorExpired,
@@ -54,6 +55,7 @@ from feedback_agendas.agendas.model import (
     Unreadable,
     WriteOutcome,
 )
+from feedback_agendas.integrations.calendars.base import BuildContext, CalendarConfig, ProviderSpec
 from feedback_agendas.integrations.calendars.ics import (
     IcsError,
     etag_of,
@@ -61,6 +63,7 @@ from feedback_agendas.integrations.calendars.ics import (
     parse_calendar,
     rewrite_descriptions,
 )
+from feedback_agendas.integrations.config_types import RelativePath, TimeZoneName, folder_problem
 
 log = logging.getLogger(__name__)
 
@@ -433,3 +436,32 @@ def _atomic_replace(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+# -- registration -------------------------------------------------------------
+
+
+class VdirCalendar(CalendarConfig):
+    """A local folder of .ics files, one event (with its overrides) per file."""
+
+    provider: Literal["vdir"]
+    path: RelativePath
+    timezone: TimeZoneName | None = None
+
+    def problems_here(self) -> list[tuple[str, str]]:
+        """The folder must exist, and we must read and write it."""
+        problem = folder_problem(self.path)
+        return [("path", problem)] if problem else []
+
+
+def build_vdir(config: VdirCalendar, context: BuildContext) -> VdirProvider:
+    """The provider for one ``calendars[]`` entry (floating times in ``timezone``, else UTC)."""
+    return VdirProvider(
+        name=config.name,
+        path=config.path,
+        owner=config.owner,
+        default_timezone=config.timezone or "UTC",
+    )
+
+
+PROVIDER = ProviderSpec(name="vdir", config=VdirCalendar, build=build_vdir)

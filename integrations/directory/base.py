@@ -7,11 +7,12 @@ from the config; it knows nothing about where the answers came from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from feedback_agendas.agendas.policy import Team
+from feedback_agendas.integrations.config_types import FrozenModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,28 @@ class DirectoryReader(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+class DirectoryConfig(FrozenModel):
+    """The ``org.directory`` section; each directory's model extends it.
+
+    A subclass declares ``provider: Literal["<its name>"]`` and its own keys.
+    """
+
+    provider: str
+
+    def problems_here(self) -> list[tuple[str, str]]:
+        """(key, message) for what this section names on this machine and cannot use."""
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySpec:
+    """What one directory module tells the runtime (exported as ``DIRECTORY``)."""
+
+    name: str
+    config: type[DirectoryConfig]
+    build: Callable[[Any], DirectoryReader]
 
 
 def merge_teams(config_teams: Iterable[Team], found: Iterable[ManagerReports]) -> tuple[Team, ...]:

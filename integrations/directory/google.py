@@ -12,21 +12,37 @@ import random
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 import httplib2
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from googleapiclient.errors import HttpError
+from pydantic import model_validator
 
-from feedback_agendas.integrations.calendars.google_client import load_credentials
+from feedback_agendas.integrations.calendars.google_client import (
+    credentials_problem,
+    load_credentials,
+)
 from feedback_agendas.integrations.calendars.google_errors import (
     TRANSPORT_ERRORS,
     translate_http_error,
     translate_transport_error,
 )
-from feedback_agendas.integrations.directory.base import ManagerReports
+from feedback_agendas.integrations.config_types import (
+    Credentials,
+    Domain,
+    Email,
+    HttpUrl,
+    ProblemAt,
+    is_loopback_url,
+)
+from feedback_agendas.integrations.directory.base import (
+    DirectoryConfig,
+    DirectorySpec,
+    ManagerReports,
+)
 from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 DIRECTORY_SCOPE = "https://www.googleapis.com/auth/admin.directory.user.readonly"
@@ -119,3 +135,47 @@ class GoogleDirectory:
             for conn in list(connections.values()):
                 conn.close()
             connections.clear()
+
+
+# -- registration -------------------------------------------------------------
+
+
+class GoogleDirectoryConfig(DirectoryConfig):
+    """Where to learn who manages whom: the Admin SDK Directory."""
+
+    provider: Literal["google"]
+    credentials: Credentials
+    subject: Email | None = None
+    domain: Domain | None = None
+    api_endpoint: HttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _anonymous_only_on_loopback(self) -> GoogleDirectoryConfig:
+        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
+            raise ProblemAt(
+                "credentials", "'anonymous' is allowed only with an api_endpoint on this machine"
+            )
+        return self
+
+    def problems_here(self) -> list[tuple[str, str]]:
+        """The credentials file, loaded as the reader loads it (no token is fetched)."""
+        problem = credentials_problem(
+            self.credentials,
+            subject=self.subject,
+            api_endpoint=self.api_endpoint,
+            scopes=(DIRECTORY_SCOPE,),
+        )
+        return [("credentials", problem)] if problem else []
+
+
+def build_google_directory(config: GoogleDirectoryConfig) -> GoogleDirectory:
+    """The Admin SDK Directory reader for ``org.directory``."""
+    return GoogleDirectory(
+        credentials=str(config.credentials),
+        subject=config.subject,
+        domain=config.domain,
+        api_endpoint=config.api_endpoint,
+    )
+
+
+DIRECTORY = DirectorySpec(name="google", config=GoogleDirectoryConfig, build=build_google_directory)

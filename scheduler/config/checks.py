@@ -7,10 +7,10 @@ and the daemon then fail that calendar on every cycle. Before they run,
 they use wherever there is one, so that ``check-config`` never says ok for a
 config that ``sync`` then rejects:
 
-* vdir calendars: the folder exists, is a folder, and can be read and written;
-* credentials files (Google calendars, ``org.directory``): readable by us,
-  private (no permissions for group or others), and loadable the way the
-  providers load them (a service account needs ``subject``);
+* what each calendar entry and ``org.directory`` names here, as its provider
+  checks it (``problems_here``): a vdir folder exists and can be read and
+  written; a credentials file is readable by us, private (no permissions for
+  group or others), and loadable the way the provider loads it;
 * SQLite storage: the database's folder exists and is writable, and an
   existing database is a writable SQLite file at a revision this version
   knows (PostgreSQL needs the network: not checked);
@@ -31,15 +31,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from feedback_agendas.agendas.errors import ConfigError, UserError
-from feedback_agendas.scheduler.config.fields import Loc, path_kind
-from feedback_agendas.scheduler.config.schema import (
-    _SQLITE,
-    AppConfig,
-    DirectoryConfig,
-    GoogleCalendar,
-    VdirCalendar,
-)
+from feedback_agendas.agendas.errors import ConfigError
+from feedback_agendas.integrations.config_types import Loc, path_kind
+from feedback_agendas.integrations.config_types import folder_problem as _folder_problem
+from feedback_agendas.integrations.directory.base import DirectoryConfig
+from feedback_agendas.scheduler.config.schema import _SQLITE, AppConfig
 from feedback_agendas.scheduler.config.source import UNFORESEEN, LocatedConfig, load_config_located
 
 Problem = tuple[Loc, str]
@@ -78,71 +74,20 @@ def check_located(located: LocatedConfig) -> list[str]:
     return [text for _line, text in sorted(dict.fromkeys(problems), key=lambda p: p[0])]
 
 
-def _folder_problem(path: Path) -> str | None:
-    kind = path_kind(path)
-    if kind is None:
-        return f"folder not found: {path}"
-    if kind != "dir":
-        return f"not a folder: {path}"
-    if not os.access(path, os.R_OK | os.X_OK):
-        return f"cannot read the folder {path}"
-    if not os.access(path, os.W_OK):
-        return f"cannot write to the folder {path} (read-only, or no permission)"
-    return None
-
-
-def _credentials_problem(setting: object, *, subject: str | None, api_endpoint: str | None,
-                         scopes: tuple[str, ...]) -> str | None:  # fmt: skip
-    """Load the credentials as the providers do; their refusal, in their words."""
-    from feedback_agendas.integrations.calendars.google_client import load_credentials
-
-    if setting == "anonymous":
-        return None
-    try:
-        load_credentials(
-            str(setting), subject=subject, api_endpoint=api_endpoint, scopes=scopes
-        )  # reads the file only: no token is fetched here
-    except UserError as exc:
-        return str(exc)
-    except Exception as exc:  # the library refused the file in a way we did not foresee
-        return f"credentials file {setting} cannot be loaded ({type(exc).__name__})"
-    return None
-
-
 def _calendar_problems(cfg: AppConfig) -> list[Problem]:
-    from feedback_agendas.integrations.calendars.google_client import CALENDAR_SCOPE
-
-    problems: list[Problem] = []
-    for index, calendar in enumerate(cfg.calendars):
-        if isinstance(calendar, VdirCalendar):
-            problem = _folder_problem(calendar.path)
-            if problem:
-                problems.append((("calendars", index, "path"), problem))
-        elif isinstance(calendar, GoogleCalendar):
-            problem = _credentials_problem(
-                calendar.credentials,
-                subject=calendar.subject,
-                api_endpoint=calendar.api_endpoint,
-                scopes=(CALENDAR_SCOPE,),
-            )
-            if problem:
-                problems.append((("calendars", index, "credentials"), problem))
-    return problems
+    """What each entry names on this machine and cannot use (its provider checks)."""
+    return [
+        (("calendars", index, key), message)
+        for index, calendar in enumerate(cfg.calendars)
+        for key, message in calendar.problems_here()
+    ]
 
 
 def _directory_problems(cfg: AppConfig) -> list[Problem]:
     directory: DirectoryConfig | None = cfg.org.directory
     if directory is None:
         return []
-    from feedback_agendas.integrations.directory.google import DIRECTORY_SCOPE
-
-    problem = _credentials_problem(
-        directory.credentials,
-        subject=directory.subject,
-        api_endpoint=directory.api_endpoint,
-        scopes=(DIRECTORY_SCOPE,),
-    )
-    return [(("org", "directory", "credentials"), problem)] if problem else []
+    return [(("org", "directory", key), message) for key, message in directory.problems_here()]
 
 
 def _storage_problems(cfg: AppConfig) -> list[Problem]:

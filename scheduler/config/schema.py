@@ -6,7 +6,9 @@ references between sections (a duplicate name, an opt-out naming no team).
 Reading the file, ``${VAR}`` substitution and turning every problem into
 ``FILE:LINE: key.path: message`` is :mod:`.source`
 (:func:`~feedback_agendas.scheduler.config.source.load_config`); the value
-types and the base model are :mod:`.fields`.
+types and the base model are :mod:`feedback_agendas.integrations.config_types`,
+shared with the providers' own models (a ``calendars[]`` entry is its
+provider's model, joined by :func:`config_model` from the registry).
 
 Relative paths (a vdir folder, a credentials file, the template folder, a
 relative SQLite file) are resolved against the folder of the config file, so
@@ -16,25 +18,29 @@ the daemon behaves the same whatever its working directory.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import operator
 import re
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
     Field,
     SecretStr,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from feedback_agendas.agendas.policy import Focus, OptOut, Org, Policy, Rules, Team
-from feedback_agendas.integrations.directory.discovery import source_names
-from feedback_agendas.scheduler.config.fields import (
+from feedback_agendas.integrations.calendars.base import CalendarConfig as CalendarEntry
+from feedback_agendas.integrations.calendars.registry import provider_specs
+from feedback_agendas.integrations.config_types import (
+    LOOPBACK_HOSTS,
     AgendaText,
     Credentials,
     Domain,
@@ -55,6 +61,9 @@ from feedback_agendas.scheduler.config.fields import (
     is_loopback_url,
     resolve_path,
 )
+from feedback_agendas.integrations.directory.base import DirectoryConfig
+from feedback_agendas.integrations.directory.discovery import source_names
+from feedback_agendas.integrations.directory.registry import directory_specs
 
 _SQLITE = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?):///(?P<path>[^?]*)(?P<query>\?.*)?$")
 
@@ -85,64 +94,9 @@ class StorageConfig(FrozenModel):
         raise ValueError("use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
 
 
-class _CalendarBase(FrozenModel):
-    name: Name
-    owner: Email
-
-
-class VdirCalendar(_CalendarBase):
-    """A local folder of .ics files, one event (with its overrides) per file."""
-
-    provider: Literal["vdir"]
-    path: RelativePath
-    timezone: TimeZoneName | None = None
-
-
-class MemoryCalendar(_CalendarBase):
-    """An in-memory calendar for tests and dry runs."""
-
-    provider: Literal["memory"]
-
-
-class GoogleCalendar(_CalendarBase):
-    """A Google calendar through Calendar API v3."""
-
-    provider: Literal["google"]
-    credentials: Credentials
-    subject: Email | None = None
-    calendar_id: NonEmptyStr = "primary"
-    api_endpoint: HttpUrl | None = None
-    batch_size: int = Field(default=50, ge=1, le=1000)
-    writes_per_minute: int = Field(default=60, ge=1)
-
-    @model_validator(mode="after")
-    def _anonymous_only_on_loopback(self) -> GoogleCalendar:
-        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
-            raise ProblemAt(
-                "credentials",
-                "'anonymous' is allowed only with an api_endpoint on this machine "
-                "(127.0.0.1, ::1 or localhost)",
-            )
-        return self
-
-
-class CaldavCalendar(_CalendarBase):
-    """A calendar on a CalDAV server."""
-
-    provider: Literal["caldav"]
-    url: HttpUrl
-    username: str | None = None
-    password: SecretStr | None = None
-    calendar: NonEmptyStr
-    verify_tls: bool = True
-    timezone: TimeZoneName | None = None
-
-
-CalendarConfig = Annotated[
-    VdirCalendar | MemoryCalendar | GoogleCalendar | CaldavCalendar,
-    Field(discriminator="provider"),
-]
-CALENDAR_PROVIDERS = ("vdir", "google", "caldav", "memory")
+# One ``calendars[]`` entry. Each provider's module declares its own model
+# (integrations/calendars/<provider>.py); :func:`config_model` joins them.
+CalendarConfig = CalendarEntry
 
 
 def _check_org_unit(value: str) -> str:
@@ -230,24 +184,6 @@ def place_in_file(loc: Loc, plain: list[int], sources: list[int]) -> Loc:
     if loc[0] == "calendar_sources" and loc[1] < len(sources):
         return ("calendars", sources[loc[1]], *loc[2:])
     return loc
-
-
-class DirectoryConfig(FrozenModel):
-    """Where to learn who manages whom (the Admin SDK Directory)."""
-
-    provider: Literal["google"]
-    credentials: Credentials
-    subject: Email | None = None
-    domain: Domain | None = None
-    api_endpoint: HttpUrl | None = None
-
-    @model_validator(mode="after")
-    def _anonymous_only_on_loopback(self) -> DirectoryConfig:
-        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
-            raise ProblemAt(
-                "credentials", "'anonymous' is allowed only with an api_endpoint on this machine"
-            )
-        return self
 
 
 class TeamConfig(FrozenModel):
@@ -359,6 +295,20 @@ class OptOutConfig(FrozenModel):
     marker: NonEmptyStr = "#no-agenda"
 
 
+def _check_password_hash(value: SecretStr) -> SecretStr:
+    from feedback_agendas.scheduler.service.web.passwords import check_hash_format
+
+    check_hash_format(value.get_secret_value())
+    return value
+
+
+class AdminLogin(FrozenModel):
+    """Who may log in to the dashboard: one user, a slow hash of the password."""
+
+    username: NonEmptyStr
+    password_hash: Annotated[SecretStr, AfterValidator(_check_password_hash)]
+
+
 class ServerConfig(FrozenModel):
     host: NonEmptyStr = "127.0.0.1"
     port: int = Field(default=8787, ge=0, le=65535)  # 0 = pick a free port
@@ -367,12 +317,45 @@ class ServerConfig(FrozenModel):
     # had a successful cycle within ready_after_intervals sync intervals.
     ready_max_failing_share: float = Field(default=0.5, ge=0, le=1)
     ready_after_intervals: int = Field(default=3, ge=1)
+    # Signs links and sessions (HMAC); the same in every replica. None: a random
+    # one per process (sessions end with it; no signed links in messages).
+    secret: SecretStr | None = Field(default=None)
+    # The web dashboard under /admin/.
+    dashboard: bool = True
+    admin: AdminLogin | None = None
+    # A reverse proxy that authenticates people and names them in this header;
+    # trusted only from these peer addresses.
+    trusted_proxy_header: NonEmptyStr | None = None
+    trusted_proxy_addresses: tuple[NonEmptyStr, ...] = ("127.0.0.1", "::1")
+
+    @field_validator("secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("use at least 16 characters (for example: openssl rand -hex 32)")
+        return value
+
+    @model_validator(mode="after")
+    def _dashboard_needs_a_login_off_loopback(self) -> ServerConfig:
+        if (
+            self.dashboard
+            and self.host not in LOOPBACK_HOSTS
+            and self.admin is None
+            and self.trusted_proxy_header is None
+        ):
+            raise ProblemAt(
+                "host",
+                f"the dashboard on {self.host} (not this machine only) needs server.admin "
+                "(username and password_hash from `feedback-agendas admin-password`) or "
+                "server.trusted_proxy_header; or set server.dashboard: false",
+            )
+        return self
 
 
 class SyncConfig(FrozenModel):
     interval_seconds: int = Field(default=300, ge=1)
     jitter: float = Field(default=0.25, ge=0, le=1)
-    # With a live push channel a calendar is synced when Google notifies us;
+    # With a live push channel a calendar is synced when its backend notifies us;
     # polling stays on as the fallback, but only this often.
     push_fallback_seconds: int = Field(default=3600, ge=1)
 
@@ -411,7 +394,12 @@ class PersonConfig(FrozenModel):
 
 
 class AppConfig(FrozenModel):
-    """The whole validated config. Build it with :func:`load_config`."""
+    """The whole validated config. Build it with :func:`load_config`.
+
+    ``calendars`` holds each entry as its provider's model; this class names
+    only their common base, and :func:`config_model` validates with the union
+    of every registered provider's model (``org.directory`` likewise).
+    """
 
     storage: StorageConfig = StorageConfig()
     # Plain calendars; ``discover:`` entries of the file's ``calendars`` list are
@@ -459,20 +447,11 @@ class AppConfig(FrozenModel):
     @property
     def warnings(self) -> tuple[str, ...]:
         """Things that are allowed but unsafe; the CLI prints them."""
-        found = []
-        for index, calendar in enumerate(self.calendars):
-            if not isinstance(calendar, CaldavCalendar):
-                continue
-            where = f"calendars[{index}] ({calendar.name})"
-            if not calendar.verify_tls:
-                found.append(f"{where}: verify_tls is off; the server's certificate is not checked")
-            if (
-                calendar.password is not None
-                and urlsplit(calendar.url).scheme == "http"
-                and not is_loopback_url(calendar.url)
-            ):
-                found.append(f"{where}: the password is sent without TLS (http://)")
-        return tuple(found)
+        return tuple(
+            f"calendars[{index}] ({calendar.name}): {warning}"
+            for index, calendar in enumerate(self.calendars)
+            for warning in calendar.warnings()
+        )
 
     def teams(self) -> dict[str, Team]:
         """The configured teams by name (the daemon adds the directory's: see its rules)."""
@@ -512,6 +491,53 @@ class AppConfig(FrozenModel):
             marker=self.opt_out.marker,
         )
         return Rules(org=org, policy=policy, opt_out=opt_out)
+
+
+_MODELS: dict[tuple[tuple[type[FrozenModel], ...], ...], type[AppConfig]] = {}
+
+
+def config_model() -> type[AppConfig]:
+    """:class:`AppConfig` whose ``calendars`` accept every registered provider's entry.
+
+    Derived from the registries (a provider registered later gets its own
+    model), with ``provider`` as the discriminator; ``org.directory`` the same
+    way from the directory registry.
+    """
+    entries = tuple(spec.config for spec in provider_specs())
+    directories = tuple(spec.config for spec in directory_specs())
+    model = _MODELS.get((entries, directories))
+    if model is None:
+        org = create_model(
+            "OrgConfig",
+            __base__=OrgConfig,
+            __module__=OrgConfig.__module__,
+            directory=(_one_of(directories) | None, OrgConfig.model_fields["directory"]),
+        )
+        # The same fields (defaults, bounds), with the registered models as their types.
+        entry = _one_of(entries)
+        model = create_model(
+            "AppConfig",
+            __base__=AppConfig,
+            __module__=AppConfig.__module__,
+            calendars=(tuple[entry, ...], AppConfig.model_fields["calendars"]),  # type: ignore[valid-type]
+            org=(org, AppConfig.model_fields["org"]),
+        )
+        _MODELS[entries, directories] = model
+    return model
+
+
+def calendar_entry_type() -> Any:
+    """The type of one ``calendars[]`` entry: the registered providers' models, by ``provider``."""
+    return _one_of(tuple(spec.config for spec in provider_specs()))
+
+
+@functools.cache
+def _one_of(models: tuple[type[FrozenModel], ...]) -> Any:
+    """X | Y | ... told apart by ``provider`` (one model stands alone)."""
+    if len(models) == 1:
+        return models[0]
+    any_model: Any = functools.reduce(operator.or_, models)
+    return Annotated[any_model, Field(discriminator="provider")]
 
 
 def _string_values(items: list[tuple[int, dict[str, Any]]], key: str) -> set[str]:

@@ -23,11 +23,12 @@ from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from feedback_agendas.agendas.errors import ConfigError
-from feedback_agendas.scheduler.config.fields import Loc, ProblemAt, format_key_path
+from feedback_agendas.integrations.calendars.registry import provider_names
+from feedback_agendas.integrations.config_types import Loc, ProblemAt, format_key_path
 from feedback_agendas.scheduler.config.schema import (
-    CALENDAR_PROVIDERS,
     AppConfig,
     calendar_entry_positions,
+    config_model,
     cross_reference_problems,
     place_in_file,
 )
@@ -203,18 +204,21 @@ def _strip_union_tags(root: Node, loc: Loc) -> Loc:
     """Drop the discriminator values pydantic inserts (``calendars[0].vdir.path``)."""
     kept: list[str | int] = []
     node: Node | None = root
+    entered = True  # the tag comes first inside an entry, even where a key has its name
     for part in loc:
         if isinstance(node, MappingNode):
+            if entered and _is_union_tag(node, part):
+                entered = False
+                continue
             found = next(
                 (v for k, v in node.value if isinstance(k, ScalarNode) and k.value == part), None
             )
-            if found is None and _is_union_tag(node, part):
-                continue
             node = found
         elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
             node = node.value[part]
         else:
             node = None
+        entered = True
         kept.append(part)
     return tuple(kept)
 
@@ -231,7 +235,7 @@ def _describe_error(error: Mapping[str, Any]) -> tuple[Loc, str]:
     if kind == "union_tag_not_found":
         return (*loc, "provider"), "missing required key"
     if kind == "union_tag_invalid":
-        choices = ", ".join(CALENDAR_PROVIDERS)
+        choices = ", ".join(provider_names())
         return (*loc, "provider"), f"should be one of: {choices}"
     if kind == "value_error":
         cause = ctx.get("error")
@@ -425,7 +429,7 @@ def _load_config(path: Path, environ: Mapping[str, str] | None) -> tuple[AppConf
     found: list[tuple[Loc, str]] = []
     config: AppConfig | None = None
     try:
-        config = AppConfig.model_validate(data, context={"base_dir": path.resolve().parent})
+        config = config_model().model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         errors = _without_consequential_errors(exc.errors(include_url=False, include_input=False))
         places = calendar_entry_positions(data.get("calendars"))

@@ -38,6 +38,11 @@ Misfire and catch-up policy (after downtime, or when the daemon was busy):
 - nothing is ever sent twice to catch up, so a restart after a long downtime
   sends at most the rows that are still useful, one per key, never a burst of
   stale ones.
+
+The module is longer than most (about 460 lines): planning and the texts a
+row is rendered with at send time (the practice tips, the focus labels,
+:class:`ReminderRenderer`) share the kinds above and the tips' count per
+locale, which a row's ``tip`` indexes.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ DIGEST_MANAGER = "digest_manager"
 PRIVACY_CONFLICT = "privacy_conflict"
 PRIVACY_CONFLICT_GRACE = timedelta(days=7)
 MEETING_KINDS = (BEFORE_TEAM, BEFORE_ONE_ON_ONE)
+# Messages that go to one person (the recipient is an address, never ``team:NAME``):
+# they carry that person's link to opt out of agendas, or back in.
+PERSONAL_KINDS = frozenset({BEFORE_ONE_ON_ONE, DIGEST_MANAGER, PRIVACY_CONFLICT})
 
 CELEBRATION_GRACE = timedelta(hours=24)
 DIGEST_GRACE = timedelta(hours=24)
@@ -417,13 +425,22 @@ class ReminderRenderer:
             trim_blocks=True,
         )
 
-    def render(self, item: OutboxItem, team: Team, counts: Mapping[str, int]) -> Message:
+    def render(
+        self,
+        item: OutboxItem,
+        team: Team,
+        counts: Mapping[str, int],
+        *,
+        opt_out_url: str = "",
+    ) -> Message:
         """The message for ``item``: the first line is the subject, the rest the body.
 
         ``counts`` are the numbers a celebration or digest shows (praise,
         corrective, vague, streak, one_on_one_praise); nothing else reaches a
         template. Corrective and 1:1 numbers are given for the manager's
-        digest only.
+        digest only. ``opt_out_url`` is the recipient's own signed link to
+        opt out of agendas (or back in); only messages to one person
+        (:data:`PERSONAL_KINDS`) show it.
         """
         locale = item.params.get("locale", team.locale)
         if locale not in PRACTICE_TIPS:
@@ -448,6 +465,7 @@ class ReminderRenderer:
             "start_date": "",
             "calendar": str(item.params.get("calendar", "")),
             "reason": str(item.params.get("reason", "")),
+            "opt_out_url": opt_out_url if item.kind in PERSONAL_KINDS else "",
         }
         if "start" in item.params:
             start = datetime.fromisoformat(str(item.params["start"])).astimezone(zone)

@@ -15,6 +15,7 @@ import click
 
 from feedback_agendas.agendas.decide import Decision
 from feedback_agendas.agendas.errors import UserError
+from feedback_agendas.integrations.calendars.registry import provider_specs
 from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.service import commands
 from feedback_agendas.scheduler.sync.cycle import utc_now
@@ -148,16 +149,26 @@ def revert(config_path: Path, dry_run: bool, calendars: tuple[str, ...]) -> None
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True)
 def status(config_path: Path, as_json: bool) -> None:
-    """Show each calendar's last run and what we hold about it."""
+    """Show each calendar's last run and what we hold about it, and count the opt-outs.
+
+    ``--json`` prints the calendars only (one key per calendar, as before);
+    ``opt-out list --json`` gives the opt-outs.
+    """
     cfg = _load(config_path)
     try:
         data = commands.status(cfg)
+        opted_out = commands.self_opt_out_count(cfg)
     except UserError as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps(data, sort_keys=True, default=str))
         return
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    configured = len({user.lower() for user in cfg.opt_out.users})
+    click.echo(
+        f"opted out: {opted_out} by themselves (feedback-agendas opt-out list), "
+        f"{configured} in the config (opt_out.users)"
+    )
 
 
 @main.command()
@@ -292,28 +303,28 @@ def db_upgrade(config_path: Path) -> None:
     click.echo(f"database at revision {upgrade(cfg.storage.url)}")
 
 
-@main.command("google-auth")
+@main.command("admin-password")
 @click.option(
-    "--client-secrets",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    required=True,
-    help="The OAuth client file (installed app) from the Google Cloud console.",
+    "--env",
+    "env_var",
+    default="FA_ADMIN_PASSWORD",
+    show_default=True,
+    metavar="VAR",
+    help="Read the password from this environment variable; without it, ask for it.",
 )
-@click.option(
-    "--token-out",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="Where to save the user's token (created readable by you only).",
-)
-def google_auth(client_secrets: Path, token_out: Path) -> None:
-    """Authorise one Google user (installed-app flow) and save the token file."""
-    from feedback_agendas.integrations.calendars.google_client import run_installed_app_flow
+def admin_password(env_var: str) -> None:
+    """Print a slow hash (scrypt) of the dashboard password for server.admin.password_hash."""
+    import os
 
-    try:
-        saved = run_installed_app_flow(client_secrets, token_out)
-    except UserError as exc:
-        _fail(exc)
-    click.echo(f"saved the token to {saved}; use it as the calendar's `credentials`")
+    from feedback_agendas.scheduler.service.web.passwords import hash_password
+
+    password = os.environ.get(env_var) or click.prompt(
+        "Dashboard password", hide_input=True, confirmation_prompt=True
+    )
+    if len(password) < 8:
+        click.echo("error: use a password of at least 8 characters", err=True)
+        sys.exit(2)
+    click.echo(hash_password(password))
 
 
 @main.command()
@@ -427,12 +438,23 @@ def _totals_line(summary: dict[str, Any]) -> str:
 
 def _add_daemon_commands() -> None:
     from feedback_agendas.scheduler.service.cli_daemon import DAEMON_COMMANDS
+    from feedback_agendas.scheduler.service.cli_opt_out import OPT_OUT_COMMANDS
 
-    for command in DAEMON_COMMANDS:
+    for command in (*DAEMON_COMMANDS, *OPT_OUT_COMMANDS):
         main.add_command(command)
 
 
 _add_daemon_commands()
+
+
+def _add_provider_commands() -> None:
+    """Commands a provider contributes (an OAuth flow, say), from the registry."""
+    for spec in provider_specs():
+        for command in spec.commands:
+            main.add_command(command)
+
+
+_add_provider_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

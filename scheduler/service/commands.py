@@ -20,6 +20,7 @@ from feedback_agendas.agendas.errors import UserError
 from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig
 from feedback_agendas.scheduler.config.source import load_config
+from feedback_agendas.scheduler.storage.opt_outs import opted_out_addresses
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.sync.cycle import run_calendar
 from feedback_agendas.scheduler.sync.discovery import (
@@ -105,7 +106,7 @@ def sync_all(
         # The sources' people (refreshed when due; a dry run stores nothing).
         cfg = resolve_calendars(cfg, store, now, dry_run=dry_run)
         selected = select_calendars(cfg, calendars)
-        rules = resolve_rules(cfg)
+        rules = resolve_rules(cfg).with_opted_out_users(opted_out_addresses(store.engine))
         renderer = make_renderer(cfg)
         fingerprint = rules_fingerprint(rules, renderer)
         for calendar in selected:
@@ -198,6 +199,12 @@ def discover(
 def status(cfg: AppConfig) -> dict[str, Any]:
     with open_store(cfg) as store:
         return store.status()
+
+
+def self_opt_out_count(cfg: AppConfig) -> int:
+    """How many people opted out of agendas themselves (or through the admin's CLI)."""
+    with open_store(cfg) as store:
+        return len(opted_out_addresses(store.engine))
 
 
 @dataclass(frozen=True)

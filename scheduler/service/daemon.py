@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.policy import Rules, Team
 from feedback_agendas.integrations.calendars.base import CalendarProvider
@@ -45,7 +47,9 @@ from feedback_agendas.scheduler.service.commands import make_renderer
 from feedback_agendas.scheduler.service.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from feedback_agendas.scheduler.service.readiness import ReplicaState, readiness
 from feedback_agendas.scheduler.service.sender import ReminderSender, SendReport
+from feedback_agendas.scheduler.service.web.self_service import opt_out_links
 from feedback_agendas.scheduler.storage.leases import Leases, local_replica_id
+from feedback_agendas.scheduler.storage.opt_outs import opted_out_addresses
 from feedback_agendas.scheduler.storage.store import Store
 from feedback_agendas.scheduler.sync.cycle import fail_cycle, run_calendar, utc_now
 from feedback_agendas.scheduler.sync.discovery import CalendarList, with_calendars
@@ -111,15 +115,18 @@ class Daemon:
         # of every calendar we sync and the sources' teams, refreshed daily.
         self.rules_cache = RulesCache(self.resolved_config())
         self.renderer = make_renderer(cfg)
-        self.rules = self.rules_cache.rules(clock())
-        # The rules with their fingerprint, swapped as one: a cycle reads both.
-        self._rules_fingerprint = (self.rules, rules_fingerprint(self.rules, self.renderer))
         # Every team of the rules gets reminders (the directory's too). One dict,
         # updated in place, shared with the read-backs and the sender.
-        self.teams: dict[str, Team] = {team.name: team for team in self.rules.org.teams}
+        self.teams: dict[str, Team] = {}
+        # The rules with their fingerprint, swapped as one: a cycle reads both.
+        # They hold the self-service opt-outs too (see _use_rules).
+        self._rules_basis: tuple[Rules, frozenset[str]] | None = None
+        self._use_rules(self.rules_cache.rules(clock()))
         self.personal = cfg.personal_channels()
         self.settings = reminder_settings(cfg)
         self.last_cycle_at: datetime | None = None
+        # The message of each calendar's failure in this process (as logged), for the dashboard.
+        self.last_errors: dict[str, str] = {}
         # Set by the service when push channels are on: until when calendar
         # NAME has a live channel (None: no channel, poll at the interval).
         self.push_live_until: Callable[[str], datetime | None] = lambda _name: None
@@ -153,6 +160,7 @@ class Daemon:
             clock=lambda: self.clock(),
             metrics=self.metrics,
             stopping=self.stopping,
+            opt_out_link=opt_out_links(cfg),
         )
 
     # -- calendars and teams ---------------------------------------------------
@@ -186,15 +194,40 @@ class Daemon:
             self.on_calendars_changed(added, removed)
         return added, removed
 
-    def _use_rules(self, rules: Rules) -> None:
-        if rules is not self._rules_fingerprint[0]:
-            self._rules_fingerprint = (rules, rules_fingerprint(rules, self.renderer))
-            # The directory's teams get reminders too: the teams follow the rules.
-            fresh = {team.name: team for team in rules.org.teams}
-            if fresh != self.teams:
-                self.teams.clear()
-                self.teams.update(fresh)
+    def refresh_rules(self, now: datetime | None = None) -> Rules:
+        """The rules the next cycles use, with the self-service opt-outs read again.
+
+        Housekeeping does this every tick (so a choice recorded by another
+        replica or the CLI counts within one tick); whoever records a choice
+        in this process may call it at once.
+        """
+        self._use_rules(self.rules_cache.rules(now or self.clock()))
+        return self.rules
+
+    def _use_rules(self, base: Rules) -> None:
+        """Use ``base`` (the config's and directory's rules) plus the self-service opt-outs.
+
+        The fingerprint is computed again only when either changed. While the
+        database cannot be read, the opt-outs last read stay in use.
+        """
+        known = self._rules_basis
+        try:
+            opted_out = opted_out_addresses(self.db)
+        except SQLAlchemyError as exc:
+            log.warning("self-service opt-outs could not be read: %s", type(exc).__name__)
+            opted_out = known[1] if known is not None else frozenset()
+        if known is not None and base is known[0] and opted_out == known[1]:
+            return
+        rules = base.with_opted_out_users(opted_out)
+        self._rules_fingerprint = (rules, rules_fingerprint(rules, self.renderer))
+        self._rules_basis = (base, opted_out)
+        # The directory's teams get reminders too: the teams follow the rules.
+        fresh = {team.name: team for team in rules.org.teams}
+        if fresh != self.teams:
+            self.teams.clear()
+            self.teams.update(fresh)
         self.rules = rules
+        self.metrics.self_opt_outs.set(len(opted_out))
 
     def resolved_config(self) -> AppConfig:
         """The config with every calendar this daemon syncs (the sources' people included)."""
@@ -210,7 +243,7 @@ class Daemon:
     def poll_calendar(self, name: str, now: datetime | None = None) -> CycleReport | None:
         """The interval tick: sync ``name``, unless push keeps it current.
 
-        With a live push channel, Google tells us when the calendar changes,
+        With a live push channel, the backend tells us when the calendar changes,
         so a quiet calendar costs no requests; the poll still runs once per
         ``sync.push_fallback_seconds``, because notifications can be lost.
         """
@@ -295,6 +328,10 @@ class Daemon:
     def _count_cycle(self, report: CycleReport) -> None:
         self.metrics.count_cycle(report)
         self.last_cycle_at = report.finished_at or report.started_at
+        if report.ok:
+            self.last_errors.pop(report.calendar, None)
+        elif report.error_message:
+            self.last_errors[report.calendar] = report.error_message
 
     def _after_cycle(self, provider: CalendarProvider, report: CycleReport, now: datetime) -> None:
         """Queue the cycle's reminders, then read back this calendar's ended meetings."""

@@ -3,8 +3,10 @@
 - ``GET /healthz``: the process is alive (200).
 - ``GET /readyz``: the database answers and the last cycle is recent (200, else 503).
 - ``GET /metrics``: Prometheus text format.
-- ``POST /webhooks/google``: a Calendar push notification; the registered
-  callback verifies it and starts an incremental sync of that calendar.
+- ``POST /webhooks/<provider>``: a push notification from a calendar
+  backend; the provider reads it, the runtime verifies it and starts an
+  incremental sync of that calendar. The answer may carry a body and headers
+  (a subscription handshake that echoes a token).
 
 More routes plug in with :meth:`EndpointServer.route` (a path ending in ``/``
 serves everything under it).
@@ -45,6 +47,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from feedback_agendas.agendas.errors import UserError
+from feedback_agendas.integrations.calendars.base import WebhookAnswer, WebhookRequest
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ REQUEST_SECONDS = 10.0
 MAX_CONNECTIONS = 64
 
 _DIGITS = re.compile(r"[0-9]+")
+_HEADER_BREAK = re.compile(r"[\r\n\x00]")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # After refusing a body we did not read, read (and drop) at most this much
 # before closing, so the client sees our reply instead of a connection reset.
@@ -74,6 +78,13 @@ class Request:
     query: str
     headers: Mapping[str, str]
     body: bytes
+    # The peer's address (the TCP connection's, never a header's).
+    client: str = ""
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name``, whatever its case; None when absent."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +92,18 @@ class Response:
     status: int
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
+    # More headers, such as Set-Cookie or Location; each (name, value).
+    # Content-Type, Content-Length and Connection are the server's.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 RouteHandler = Callable[[Request], Response]
 # (headers, body) -> HTTP status
 WebhookCallback = Callable[[Mapping[str, str], bytes], int]
+# The whole request -> status, body and headers
+PushHandler = Callable[[WebhookRequest], WebhookAnswer]
+_OWN_HEADERS = frozenset({"content-type", "content-length", "connection"})
+_BREAKS_LINE = re.compile(r"[\r\n]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +264,19 @@ class EndpointServer:
         self._routes[path] = _Route(frozenset(methods.upper().split()), handler, max_body)
 
     def register_webhook(self, path: str, callback: WebhookCallback) -> None:
-        """Route POSTs to ``path`` to ``callback``."""
+        """Route POSTs to ``path`` to ``callback``, which answers a status only."""
 
         def webhook(request: Request) -> Response:
             return Response(callback(request.headers, request.body))
+
+        self.route("POST", path, webhook, max_body=MAX_WEBHOOK_BODY)
+
+    def register_push(self, path: str, handler: PushHandler) -> None:
+        """Route POSTs to ``path`` to ``handler``, which may answer a body and headers."""
+
+        def webhook(request: Request) -> Response:
+            answer = handler(WebhookRequest(request.headers, request.query, request.body))
+            return Response(answer.status, answer.body, answer.content_type, answer.headers)
 
         self.route("POST", path, webhook, max_body=MAX_WEBHOOK_BODY)
 
@@ -304,7 +331,8 @@ def _handler_class(
             assert isinstance(self.server, _Server)
             self.server.request_read(self.connection)
             headers = {k: v for k, v in self.headers.items()}
-            request = Request(self.command, path, query, headers, body)
+            client = str(self.client_address[0]) if self.client_address else ""
+            request = Request(self.command, path, query, headers, body, client)
             try:
                 response = route.handler(request)
             except Exception as exc:  # a route must never take the server down
@@ -335,6 +363,9 @@ def _handler_class(
             self.close_connection = True
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
+            for name, value in response.headers:
+                if name.lower() not in _OWN_HEADERS and not _BREAKS_LINE.search(name + value):
+                    self.send_header(name, value)
             self.send_header("Content-Length", str(len(response.body)))
             self.send_header("Connection", "close")
             self.end_headers()
@@ -347,8 +378,10 @@ def _handler_class(
                 _drain(self.connection)
 
         def log_message(self, format: str, *args: object) -> None:
-            # Only method and path at debug level: headers may carry channel tokens.
-            log.debug("http %s", getattr(self, "requestline", "").split(" ")[:2])
+            # Only method and path at debug level: headers may carry channel tokens,
+            # and a query a signed link's token (/opt-out?t=...).
+            method, _, rest = getattr(self, "requestline", "").partition(" ")
+            log.debug("http %s %s", method, rest.partition(" ")[0].partition("?")[0])
 
     return Handler
 

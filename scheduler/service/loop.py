@@ -43,9 +43,13 @@ from feedback_agendas.scheduler.service.daemon import (
     sync_job,
 )
 from feedback_agendas.scheduler.service.http_server import EndpointServer, ListenError
+from feedback_agendas.scheduler.service.web.dashboard import mount_dashboard
+from feedback_agendas.scheduler.service.web.pages import MAX_FORM_BODY, WebPages
+from feedback_agendas.scheduler.service.web.security import Signer
+from feedback_agendas.scheduler.service.web.self_service import PATH as SELF_SERVICE_PATH
+from feedback_agendas.scheduler.service.web.self_service import SelfServicePages
 from feedback_agendas.scheduler.sync.cycle import utc_now
 from feedback_agendas.scheduler.sync.push import (
-    WEBHOOK_PATH,
     PushChannels,
     follow_up_job,
     maintain_job,
@@ -142,6 +146,26 @@ def add_sync_job(
     )
 
 
+def serve_self_service(server: EndpointServer, daemon: Daemon) -> SelfServicePages | None:
+    """Serve ``/opt-out``, the page of the links in people's messages, when links are on."""
+    secret = getattr(daemon.cfg.server, "secret", None)
+    if daemon.sender.opt_out_link is None or secret is None:
+        return None
+    web = WebPages()
+    pages = SelfServicePages(
+        daemon.cfg,
+        daemon.db,
+        Signer(secret.get_secret_value()),
+        clock=daemon.clock,
+        pages=web,
+        # The choice counts from the next cycle on, not from the next housekeeping tick.
+        on_change=lambda: daemon.refresh_rules(daemon.clock()),
+    )
+    server.route("GET POST", SELF_SERVICE_PATH, pages.handle, max_body=MAX_FORM_BODY)
+    server.route("GET", web.static_prefix, web.static)
+    return pages
+
+
 def run_forever(
     cfg: AppConfig,
     *,
@@ -204,7 +228,11 @@ def run_forever(
             misfire_grace_time=60,
         )
 
-    server.register_webhook(WEBHOOK_PATH, push.webhook(sync_now, sync_later))
+    webhooks = push.webhooks(sync_now, sync_later)
+    for path, handler in webhooks.items():
+        server.register_push(path, handler)
+    dashboard = mount_dashboard(server, daemon, sync_now=sync_now)
+    serve_self_service(server, daemon)
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -216,7 +244,10 @@ def run_forever(
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
     server.start()
-    echo(f"endpoints on {server.url} (/healthz /readyz /metrics /webhooks/google)")
+    paths = " ".join(["/healthz", "/readyz", "/metrics", *webhooks])
+    echo(f"endpoints on {server.url} ({paths})")
+    if dashboard is not None:
+        echo(f"dashboard on {server.url}/admin/")
     echo(f"replica {daemon.replica_id}: {len(daemon.calendars)} calendar(s) every {interval:g}s")
     scheduler.start()
     try:

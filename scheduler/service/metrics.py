@@ -123,6 +123,11 @@ class DaemonMetrics:
         self.outbox_rows = Gauge(
             "feedback_agendas_outbox_rows", "Outbox rows by state", ["state"], registry=r
         )
+        self.self_opt_outs = Gauge(
+            "feedback_agendas_self_opt_outs",
+            "People who opted out of agendas themselves (their link, or the admin's CLI)",
+            registry=r,
+        )
 
     def count_cycle(self, report: CycleReport) -> None:
         """Count one finished sync cycle: its result, requests, writes, errors and conflicts."""

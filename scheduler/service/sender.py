@@ -25,6 +25,7 @@ from feedback_agendas.scheduler.reminders.planning import (
     CELEBRATION,
     DIGEST_MANAGER,
     DIGEST_TEAM,
+    PERSONAL_KINDS,
     PersonalChannels,
     ReminderRenderer,
     ReminderSettings,
@@ -76,6 +77,7 @@ class ReminderSender:
         clock: Callable[[], datetime],
         metrics: DaemonMetrics,
         stopping: threading.Event,
+        opt_out_link: Callable[[str, datetime], str] | None = None,
     ) -> None:
         self.wins = Wins(db)
         self.outbox = outbox
@@ -89,6 +91,10 @@ class ReminderSender:
         self.stopping = stopping
         self.messages = ReminderRenderer()
         self.urls = channel_urls(teams, personal)
+        # Each person's signed link to opt out of agendas (or back in), in the
+        # messages that go to them alone; None without server.public_url and
+        # server.secret.
+        self.opt_out_link = opt_out_link
 
     def send_due(self, *, limit: int = 50) -> SendReport:
         """Claim due outbox rows and deliver them, one channel each.
@@ -133,7 +139,10 @@ class ReminderSender:
             self.outbox.defer(item, self.owner, when)
             report.deferred += 1
             return
-        message = self.messages.render(item, team, self._counts(item, team))
+        link = ""
+        if self.opt_out_link is not None and item.kind in PERSONAL_KINDS:
+            link = self.opt_out_link(item.recipient, now)
+        message = self.messages.render(item, team, self._counts(item, team), opt_out_url=link)
         if not self.outbox.begin_send(item, self.owner, now):
             return
         if item.maybe_sent:

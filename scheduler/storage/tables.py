@@ -238,3 +238,17 @@ praise_readbacks = Table(
     # A digest of the etag of what was read (revision 0040), never of its text.
     Column("version", String(32), nullable=True),
 )
+
+# -- people ------------------------------------------------------------------------
+
+# People who opted out of agendas themselves (their link, the admin's CLI or the
+# dashboard; revision 0100): one row per address, lower case; opting back in
+# deletes it. ``via`` is a code (link, cli, dashboard).
+self_opt_outs = Table(
+    "self_opt_outs",
+    metadata,
+    Column("address", String(320), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("opted_out_at", UTCDateTime(), nullable=False),
+    PrimaryKeyConstraint("address"),
+)

@@ -47,6 +47,7 @@ from feedback_agendas.scheduler.config.schema import (
     CalendarConfig,
     CalendarDiscovery,
     TeamConfig,
+    calendar_entry_type,
 )
 from feedback_agendas.scheduler.storage.db import write_transaction
 from feedback_agendas.scheduler.storage.leases import Leases
@@ -463,7 +464,15 @@ def accept_pending(cfg: AppConfig, store: Store, now: datetime) -> list[Discover
     return outcomes
 
 
-_CALENDAR: TypeAdapter[Any] = TypeAdapter(CalendarConfig)
+_ADAPTERS: dict[int, TypeAdapter[Any]] = {}
+
+
+def _calendar_adapter() -> TypeAdapter[Any]:
+    """Validates one ``calendars[]`` entry as the registered providers' models do."""
+    entry = calendar_entry_type()  # one object per set of registered models
+    if id(entry) not in _ADAPTERS:
+        _ADAPTERS[id(entry)] = TypeAdapter(entry)
+    return _ADAPTERS[id(entry)]
 
 
 def discovered_calendars(
@@ -486,7 +495,7 @@ def discovered_calendars(
             if address in excluded or address in taken:
                 continue
             try:
-                entry = _CALENDAR.validate_python(
+                entry = _calendar_adapter().validate_python(
                     calendar_entry(source.discover, settings, address)
                 )
             except ValidationError:
@@ -589,7 +598,7 @@ def former_calendar(cfg: AppConfig, address: str) -> CalendarConfig | None:
         if source.domain in (None, domain):
             try:
                 entry = calendar_entry(source.discover, source.source_settings(), address.lower())
-                calendar: CalendarConfig = _CALENDAR.validate_python(entry)
+                calendar: CalendarConfig = _calendar_adapter().validate_python(entry)
                 return calendar
             except ValidationError:
                 return None

@@ -6,12 +6,12 @@ Any exception inside one calendar's cycle ends that calendar's cycle only.
 ==============  ==============================================================
 kind            what it means, and what raised it
 ==============  ==============================================================
-auth            the credentials were refused: HTTP 401, Google ``RefreshError``
-                (``invalid_grant``: a revoked token or a broken delegation)
+auth            the credentials were refused: HTTP 401, or a provider's auth
+                library refused them (a revoked token, a broken delegation)
 permission      HTTP 403, or a file or folder we may not read or write
 not_found       the calendar, its folder or a file is gone
 quota           quota or rate limit (403 ``quotaExceeded``, 429)
-network         timeouts, refused connections, 5xx, Google ``TransportError``
+network         timeouts, refused connections, 5xx, a provider's transport error
 invalid_data    data we cannot read (a cursor, an event, a rule)
 storage         our database or its disk failed (full, unreachable, a value
                 it refuses)
@@ -21,6 +21,11 @@ template        an admin template failed while rendering
 conflict        the event kept changing under us (412 retries used up)
 internal        anything else: a bug. Logged once with its traceback.
 ==============  ==============================================================
+
+An exception that a provider's library raised (not one of ours) is first
+offered to each provider's ``classify_failure`` hook (see
+:class:`~feedback_agendas.integrations.calendars.base.ProviderSpec`), which
+knows its library's exceptions; the first answer wins.
 
 Messages name the calendar's path or setting where the error carries one,
 never a secret: our own errors' messages are written to be safe (status and
@@ -44,6 +49,8 @@ from feedback_agendas.agendas.errors import (
     TransientError,
     UserError,
 )
+from feedback_agendas.integrations.calendars.base import ProviderFailure
+from feedback_agendas.integrations.calendars.registry import provider_specs
 from feedback_agendas.integrations.redact import mask_urls_in
 
 AUTH = "auth"
@@ -73,10 +80,7 @@ KINDS = (
 )
 
 _HINTS = {
-    AUTH: (
-        "check its credentials: the CalDAV user and password, the Google token "
-        "(feedback-agendas google-auth) or the service account's delegation"
-    ),
+    AUTH: "check its credentials: the user and password, the token or the delegation",
     PERMISSION: "give the service user access to it",
     NOT_FOUND: "check the calendar's path or id in the config",
     QUOTA: "it retries on its own; lower writes_per_minute if this goes on",
@@ -119,9 +123,9 @@ def error_kind(exc: BaseException) -> str:
         return CONFIG
     if isinstance(exc, ProviderError):
         return _provider_kind(exc)
-    google = _google_auth_kind(exc)
-    if google is not None:
-        return google
+    found = provider_failure(exc)
+    if found is not None:
+        return found.kind
     if _is_database_error(exc):
         return STORAGE
     if _is_template_error(exc):
@@ -140,8 +144,9 @@ def describe_failure(
 ) -> Failure:
     """``exc`` as a kind and a one-line message that names ``calendar`` (or ``subject``)."""
     kind = error_kind(exc)
-    detail = _detail(exc, kind)
-    hint = _HINTS.get(kind)
+    found = provider_failure(exc)
+    detail = found.detail if found is not None else _detail(exc, kind)
+    hint = (found.hint if found is not None else None) or _HINTS.get(kind)
     if kind == STORAGE and not any(word in detail.lower() for word in _DISK_WORDS):
         hint = "check the database"  # not the disk: a missing table, a refused value
     message = f"{f'calendar {calendar}' if calendar is not None else subject}: {kind}: {detail}"
@@ -169,10 +174,6 @@ def _detail(exc: BaseException, kind: str) -> str:
         # The driver's first line ("database or disk is full"); later lines may quote values.
         reason = _first_line(str(orig)) if orig is not None else ""
         return f"database: {type(exc).__name__}" + (f": {reason}" if reason else "")
-    if kind in (AUTH, NETWORK) and _google_auth_kind(exc) is not None:
-        code = _google_error_code(exc)
-        what = "refused the credentials" if kind == AUTH else "could not be reached"
-        return f"Google's token endpoint {what}" + (f" ({code})" if code else "")
     if kind == TEMPLATE:
         return f"an admin template failed: {type(exc).__name__}"
     return type(exc).__name__
@@ -201,28 +202,20 @@ def _os_kind(exc: OSError) -> str:
     return STORAGE
 
 
-def _google_auth_kind(exc: BaseException) -> str | None:
-    try:
-        from google.auth import exceptions as google_auth
-    except ImportError:  # pragma: no cover - google-auth is a dependency
+def provider_failure(exc: BaseException) -> ProviderFailure | None:
+    """What a provider's hook makes of ``exc`` (None: no provider claims it).
+
+    Our own exceptions are never offered: they say what they are.
+    """
+    if isinstance(exc, ProviderError | UserError | PreconditionFailed):
         return None
-    if isinstance(exc, google_auth.RefreshError):
-        # A refresh that failed on the way (not a refusal) is a network problem.
-        return NETWORK if getattr(exc, "retryable", False) else AUTH
-    if isinstance(exc, google_auth.TransportError):
-        return NETWORK
-    if isinstance(exc, google_auth.GoogleAuthError):
-        return AUTH
+    for spec in provider_specs():
+        if spec.classify_failure is None:
+            continue
+        found = spec.classify_failure(exc)
+        if found is not None:
+            return found
     return None
-
-
-def _google_error_code(exc: BaseException) -> str:
-    """The OAuth ``error`` code (``invalid_grant``), never the description or a token."""
-    for arg in getattr(exc, "args", ()):
-        if isinstance(arg, dict) and isinstance(arg.get("error"), str):
-            code = arg["error"]
-            return code if code.replace("_", "").isalnum() and len(code) < 40 else ""
-    return ""
 
 
 def _is_database_error(exc: BaseException) -> bool:

@@ -24,12 +24,13 @@ from datetime import datetime, timedelta
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.policy import Rules, Team
 from feedback_agendas.integrations.directory.base import (
+    DirectoryConfig,
     DirectoryReader,
     ManagerReports,
     merge_teams,
 )
-from feedback_agendas.integrations.directory.google import GoogleDirectory
-from feedback_agendas.scheduler.config.schema import AppConfig, DirectoryConfig
+from feedback_agendas.integrations.directory.registry import directory_spec
+from feedback_agendas.scheduler.config.schema import AppConfig
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,9 @@ RETRY_AFTER_FAILURE = timedelta(hours=1)
 DirectoryFactory = Callable[[DirectoryConfig], DirectoryReader]
 
 
-def google_directory(config: DirectoryConfig) -> DirectoryReader:
-    """The Admin SDK Directory reader for ``org.directory``."""
-    return GoogleDirectory(
-        credentials=str(config.credentials),
-        subject=config.subject,
-        domain=config.domain,
-        api_endpoint=config.api_endpoint,
-    )
+def build_directory(config: DirectoryConfig) -> DirectoryReader:
+    """The reader of ``org.directory``, from the directory registry."""
+    return directory_spec(config.provider).build(config)
 
 
 def managers_to_ask(cfg: AppConfig) -> list[str]:
@@ -72,7 +68,7 @@ def _resolve(cfg: AppConfig, directory_factory: DirectoryFactory | None) -> tupl
     settings = cfg.org.directory
     if settings is None:
         return rules, True
-    factory = directory_factory or google_directory
+    factory = directory_factory or build_directory
     found: list[ManagerReports] = []
     try:
         directory = factory(settings)

@@ -29,6 +29,7 @@ from feedback_agendas.agendas.reasons import (
 from feedback_agendas.agendas.recurrence import RecurrenceError, next_occurrence
 from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig
 from feedback_agendas.scheduler.service.commands import agenda_text, make_renderer
+from feedback_agendas.scheduler.storage.opt_outs import opted_out_addresses
 from feedback_agendas.scheduler.storage.store import EventRecord, Store
 from feedback_agendas.scheduler.sync.cycle import decide_event
 from feedback_agendas.scheduler.sync.failures import describe_failure
@@ -123,7 +124,7 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
     if days < 1:
         raise UserError("--days must be at least 1")
     until = now + timedelta(days=days)
-    rules = resolve_rules(cfg)
+    rules = resolve_rules(cfg).with_opted_out_users(_self_opt_outs(cfg))
     renderer = make_renderer(cfg)
     items: list[PreviewItem] = []
     unreadable: list[tuple[str, str, str]] = []
@@ -174,16 +175,31 @@ def _records(cfg: AppConfig, calendar: str) -> dict[EventRef, EventRecord]:
     Opening a missing SQLite file would create it: a preview before the
     first sync must leave no database behind.
     """
-    url = cfg.storage.url
-    if url.startswith("sqlite") and ":///" in url:
-        file = url.split(":///", 1)[1].split("?", 1)[0]
-        if not file or file == ":memory:" or not Path(file).exists():
-            return {}
-    store = Store.open(url)
+    if not _database_exists(cfg.storage.url):
+        return {}
+    store = Store.open(cfg.storage.url)
     try:
         return store.records(calendar)
     finally:
         store.close()
+
+
+def _self_opt_outs(cfg: AppConfig) -> frozenset[str]:
+    """The self-service opt-outs, which apply as ``opt_out.users`` does; none without a database."""
+    if not _database_exists(cfg.storage.url):
+        return frozenset()
+    store = Store.open(cfg.storage.url)
+    try:
+        return opted_out_addresses(store.engine)
+    finally:
+        store.close()
+
+
+def _database_exists(url: str) -> bool:
+    if url.startswith("sqlite") and ":///" in url:
+        file = url.split(":///", 1)[1].split("?", 1)[0]
+        return bool(file) and file != ":memory:" and Path(file).exists()
+    return True
 
 
 def _when(meeting: Meeting, decision: Decision, now: datetime) -> tuple[datetime, datetime] | None:

@@ -1,58 +1,77 @@
-"""Google push channels: register, replace, stop, and check the notifications they bring.
+"""Push channels: register, renew or replace, stop, and check the notifications they bring.
 
-When ``server.public_url`` is set, every Google calendar that is not opted out
-gets an ``events.watch`` channel whose address is
-``<public_url>/webhooks/google``. A notification then starts an incremental
-sync of that calendar at once; polling stays on as the fallback, because
-Google does not promise delivery.
+Provider-neutral: a provider whose spec has ``push`` (see
+:class:`~feedback_agendas.integrations.calendars.base.PushNotifications`)
+registers, renews and stops channels itself
+(:class:`~feedback_agendas.integrations.calendars.base.PushProvider`) and reads
+its own notifications; this module keeps the channels and decides what a
+verified notification starts.
+
+When ``server.public_url`` is set, every calendar of such a provider that is
+not opted out gets a channel whose address is
+``<public_url>/webhooks/<provider>``. A notification then starts an
+incremental sync of that calendar at once; polling stays on as the fallback,
+because no backend promises delivery.
 
 The ``push_channels`` table is shared by every replica:
 
-- the channel's id, Google's resource id, its expiry and the replica that
-  registered it;
+- the channel's id, the backend's resource id, its expiry and the replica
+  that registered it;
 - the SHA-256 of the channel's secret token, never the token itself: the
-  token is a credential. A notification is verified by hashing its
-  ``X-Goog-Channel-Token`` header and comparing the hashes in constant time,
-  so any replica can accept any channel's notifications.
+  token is a credential. A notification is verified by hashing the token it
+  presents and comparing the hashes in constant time, so any replica can
+  accept any channel's notifications.
 
 Notifications are checked against the same rows, so the checks hold across
 replicas:
 
 - a replayed notification (a message number among the last
-  :data:`RECENT_MESSAGES` accepted on that channel) is acknowledged and
-  dropped. Only exact repeats: a forged higher number must not make Google's
-  next genuine ones look old;
+  :data:`RECENT_MESSAGES` accepted on that channel, for backends that number
+  their messages) is acknowledged and dropped. Only exact repeats: a forged
+  higher number must not make the backend's next genuine ones look old;
 - a channel starts at most one sync per :data:`PUSH_SYNC_WINDOW`. A
   notification inside the window is not lost: one follow-up sync runs when
   the window ends, unless a sync that began after the notification (on any
   replica) already covers it.
 
 :meth:`PushChannels.maintain` (a periodic job) registers missing channels,
-replaces those about to expire (a channel cannot be renewed), and stops the
-channels of calendars that were opted out or removed from the config. Only the
-holder of the lease ``push:NAME`` changes a calendar's channels, so replicas
-never register two channels for one calendar at once.
+renews those about to expire (or replaces them, where the backend cannot
+renew a channel), and stops the channels of calendars that were opted out or
+removed from the config. Only the holder of the lease ``push:NAME`` changes a
+calendar's channels, so replicas never register two channels for one calendar
+at once.
+
+One room past 400 lines: a channel's whole life (its row, registration,
+renewal, stopping, and the checks on each notification) shares the one table
+and the one lease.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
-from feedback_agendas.integrations.calendars.google_push import PushChannel, push_channel_id
+from feedback_agendas.integrations.calendars.base import (
+    Notification,
+    PushChannel,
+    PushProvider,
+    WebhookAnswer,
+    WebhookRequest,
+)
+from feedback_agendas.integrations.calendars.registry import provider_names, provider_spec
 from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.storage.db import write_transaction
 from feedback_agendas.scheduler.storage.leases import Leases
@@ -64,15 +83,15 @@ from feedback_agendas.scheduler.sync.providers import build_provider
 log = logging.getLogger(__name__)
 
 PUSH_LEASE = "push:"
-WEBHOOK_PATH = "/webhooks/google"
-# Google caps events channels at a few weeks; a week keeps replacements rare.
+WEBHOOK_PREFIX = "/webhooks/"
+# Asked for; a backend may give less (its channel's expiry is what counts).
+# A week keeps replacements rare where the backend allows that long.
 CHANNEL_TTL = timedelta(days=7)
-# Replace this long before expiry: many maintenance runs (and a restart) fit in it.
+# Renew or replace this long before expiry: many maintenance runs (and a restart) fit in it.
 REPLACE_MARGIN = timedelta(hours=6)
 # A channel starts at most one sync per window; notifications inside it are
 # folded into one follow-up sync at its end.
 PUSH_SYNC_WINDOW = timedelta(seconds=10)
-_MESSAGE_NUMBER = re.compile(r"[0-9]{1,18}")
 # Message numbers remembered per channel for the replay check.
 RECENT_MESSAGES = 48
 
@@ -80,14 +99,7 @@ RECENT_MESSAGES = 48
 SyncLater = Callable[[str, str, datetime, datetime], None]
 
 
-class WatchingProvider(Protocol):
-    """What a provider needs to offer for push channels (the Google provider does)."""
-
-    def watch(self, channel_id: str, address: str, token: str, ttl: int) -> PushChannel: ...
-
-    def stop_channel(self, channel_id: str, resource_id: str) -> None: ...
-
-    def close(self) -> None: ...
+WebhookHandler = Callable[[WebhookRequest], WebhookAnswer]
 
 
 def token_verifier(token: str) -> str:
@@ -123,17 +135,35 @@ class PushReport:
 
     registered: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)
+    renewed: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
 
 
-def webhook_address(public_url: object) -> str:
-    """``<public_url>/webhooks/google`` (``public_url`` may carry a path prefix)."""
-    return str(public_url).rstrip("/") + WEBHOOK_PATH
+def webhook_path(provider: str) -> str:
+    """``/webhooks/<provider>``: where one provider's notifications arrive."""
+    return WEBHOOK_PREFIX + provider
+
+
+def webhook_address(public_url: object, provider: str) -> str:
+    """``<public_url>/webhooks/<provider>`` (``public_url`` may carry a path prefix)."""
+    return str(public_url).rstrip("/") + webhook_path(provider)
+
+
+def pushing_providers() -> tuple[str, ...]:
+    """The registered providers that offer push channels, in registry order."""
+    return tuple(name for name in provider_names() if provider_spec(name).push is not None)
+
+
+def _offers_push(provider: str) -> bool:
+    try:
+        return provider_spec(provider).push is not None
+    except ValueError:  # no longer registered
+        return False
 
 
 class PushChannels:
-    """The push channels of one replica's configured Google calendars."""
+    """The push channels of one replica's configured calendars (those whose provider pushes)."""
 
     def __init__(
         self,
@@ -164,16 +194,15 @@ class PushChannels:
         self._sync_now: Callable[[str], None] = lambda _calendar: None
         self._sync_later: SyncLater = lambda _calendar, _channel, _noticed, _at: None
         self.calendars = {c.name: c for c in cfg.calendars}
-        public_url = cfg.server.public_url
-        self.address = webhook_address(public_url) if public_url is not None else None
+        self.public_url = cfg.server.public_url
 
     @property
     def enabled(self) -> bool:
         """Channels are registered only when the service has a public URL."""
-        return self.address is not None
+        return self.public_url is not None
 
     def wanted(self) -> set[str]:
-        """The calendars that should have a channel: Google ones, not opted out."""
+        """The calendars that should have a channel: of a provider that pushes, not opted out."""
         if not self.enabled:
             return set()
         opted_out_calendars = set(self.cfg.opt_out.calendars)
@@ -181,7 +210,7 @@ class PushChannels:
         return {
             c.name
             for c in self.cfg.calendars
-            if c.provider == "google"
+            if _offers_push(c.provider)
             and c.name not in opted_out_calendars
             and c.owner.lower() not in opted_out_users
         }
@@ -227,7 +256,7 @@ class PushChannels:
     def maintain(self, now: datetime) -> PushReport:
         """Register missing channels, replace expiring ones, stop unwanted ones.
 
-        One query when nothing is to be done. A calendar whose Google call
+        One query when nothing is to be done. A calendar whose backend call
         fails is reported in ``failed`` and tried again on the next run;
         polling covers it meanwhile.
         """
@@ -273,6 +302,10 @@ class PushChannels:
         keep = fresh[-1] if fresh else None
         provider = self.provider_factory(self.calendars[name])
         try:
+            if keep is None and current:
+                keep = self._renew_channel(provider, current[-1])
+                if keep is not None:
+                    report.renewed.append(name)
             if keep is None:
                 try:
                     keep = self._register(provider, name, now)
@@ -287,11 +320,36 @@ class PushChannels:
         finally:
             provider.close()
 
-    def _register(self, provider: WatchingProvider, name: str, now: datetime) -> StoredChannel:
-        assert self.address is not None
+    def _renew_channel(
+        self, provider: PushProvider, channel: StoredChannel
+    ) -> StoredChannel | None:
+        """Extend ``channel`` where the backend can; None when it cannot (or failed to)."""
+        current = PushChannel(channel.channel_id, channel.resource_id, channel.expires_at)
+        try:
+            renewed = provider.renew_channel(current, int(self.channel_ttl.total_seconds()))
+        except FeedbackAgendasError as exc:
+            log.warning(
+                "renewing the push channel of calendar %s: %s", channel.calendar, type(exc).__name__
+            )
+            return None
+        if renewed is None:
+            return None
+        t = push_channels_table
+        with write_transaction(self.store.engine) as conn:
+            conn.execute(
+                update(t)
+                .where(t.c.channel_id == channel.channel_id)
+                .values(expires_at=renewed.expiration)
+            )
+        log.info("push channel renewed for calendar %s", channel.calendar)
+        return dataclasses.replace(channel, expires_at=renewed.expiration)
+
+    def _register(self, provider: PushProvider, name: str, now: datetime) -> StoredChannel:
+        assert self.public_url is not None
+        address = webhook_address(self.public_url, self.calendars[name].provider)
         token = self.new_token()
         channel = provider.watch(
-            f"fa-{uuid.uuid4().hex}", self.address, token, int(self.channel_ttl.total_seconds())
+            f"fa-{uuid.uuid4().hex}", address, token, int(self.channel_ttl.total_seconds())
         )
         stored = StoredChannel(
             channel_id=channel.channel_id,
@@ -324,7 +382,7 @@ class PushChannels:
         if not current:
             return
         calendar = self.calendars.get(name)
-        if calendar is None or calendar.provider != "google":
+        if calendar is None or not _offers_push(calendar.provider):
             # Removed from the config: we have no credentials to stop it with.
             # Forgetting it makes its notifications fail verification until it expires.
             self._forget([c.channel_id for c in current])
@@ -339,8 +397,8 @@ class PushChannels:
         finally:
             provider.close()
 
-    def _stop_channels(self, provider: WatchingProvider, channels: list[StoredChannel]) -> bool:
-        """Stop each channel at Google, then forget it; False if any stop failed."""
+    def _stop_channels(self, provider: PushProvider, channels: list[StoredChannel]) -> bool:
+        """Stop each channel at its backend, then forget it; False if any stop failed."""
         stopped: list[str] = []
         for channel in channels:
             try:
@@ -358,10 +416,8 @@ class PushChannels:
 
     # -- notifications -------------------------------------------------------------
 
-    def calendar_for(self, headers: Mapping[str, str]) -> str | None:
-        """The calendar a notification is about, if its channel and token check out."""
-        channel_id = push_channel_id(headers)
-        token = _header(headers, "X-Goog-Channel-Token")
+    def calendar_for(self, channel_id: str, token: str) -> str | None:
+        """The calendar of channel ``channel_id``, if ``token`` is that channel's secret."""
         t = push_channels_table
         row = None
         if channel_id:
@@ -438,50 +494,65 @@ class PushChannels:
                 self.replays,
             )
 
-    def webhook(
+    def webhooks(
         self, sync_now: Callable[[str], None], sync_later: SyncLater
-    ) -> Callable[[Mapping[str, str], bytes], int]:
-        """The ``/webhooks/google`` callback: verify, drop replays, sync that calendar.
+    ) -> dict[str, WebhookHandler]:
+        """``/webhooks/<provider>`` -> its handler, for every provider that pushes.
 
-        403 for an unknown channel or a wrong token; 400 without a valid
-        ``X-Goog-Message-Number`` (Google always sends one). A replay gets 200
-        and nothing else. ``sync`` (the channel's first message) is
-        acknowledged and ignored; ``exists`` starts an incremental sync through
-        ``sync_now(calendar)``, at most once per channel and window; inside the
-        window, ``sync_later(calendar, channel_id, noticed_at, at)`` asks for
-        :meth:`follow_up` at ``at``.
+        ``sync_now(calendar)`` starts an incremental sync; ``sync_later(calendar,
+        channel_id, noticed_at, at)`` asks for :meth:`follow_up` at ``at``.
         """
         self._sync_now = sync_now
         self._sync_later = sync_later
+        return {webhook_path(name): self.webhook(name) for name in pushing_providers()}
 
-        def on_push(headers: Mapping[str, str], _body: bytes) -> int:
-            calendar = self.calendar_for(headers)
-            if calendar is None:
-                return 403
-            channel_id = push_channel_id(headers) or ""
-            number = (_header(headers, "X-Goog-Message-Number") or "").strip()
-            if not _MESSAGE_NUMBER.fullmatch(number):
-                return 400
-            if not self.accept_message(channel_id, int(number)):
-                self._log_replay(calendar)
-                return 200
-            state = (_header(headers, "X-Goog-Resource-State") or "").strip()
-            if state not in ("exists", "not_exists") or calendar not in self.wanted():
-                return 200
-            noticed_at = self.clock()
-            decision = self.claim_sync(channel_id, noticed_at, noticed_at)
-            if decision is True:
-                sync_now(calendar)
-            elif isinstance(decision, datetime):
-                sync_later(calendar, channel_id, noticed_at, decision)
-            return 200
+    def webhook(self, provider: str) -> WebhookHandler:
+        """The handler of ``/webhooks/<provider>``: verify, drop replays, sync that calendar.
+
+        The provider reads the request (and may answer it at once, as for a
+        handshake). Each notification must name a known channel of that
+        provider and present its token, else 403; a malformed one from a
+        verified sender gets 400. A replay is acknowledged and dropped. A
+        change starts an incremental sync of the channel's calendar, at most
+        once per channel and window; inside the window one follow-up is
+        asked for at its end.
+        """
+        reader = provider_spec(provider).push
+        assert reader is not None, provider
+
+        def on_push(request: WebhookRequest) -> WebhookAnswer:
+            read = reader.read(request)
+            if isinstance(read, WebhookAnswer):
+                return read
+            checked: list[tuple[str, Notification]] = []
+            for notification in read:
+                calendar = self.calendar_for(notification.channel_id, notification.token)
+                configured = self.calendars.get(calendar or "")
+                if calendar is None or (configured is not None and configured.provider != provider):
+                    return WebhookAnswer(403)
+                if notification.malformed:
+                    return WebhookAnswer(400)
+                checked.append((calendar, notification))
+            for calendar, notification in checked:
+                self._on_notification(calendar, notification)
+            return WebhookAnswer(reader.accepted)
 
         return on_push
 
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)
+    def _on_notification(self, calendar: str, notification: Notification) -> None:
+        channel_id = notification.channel_id
+        number = notification.message_number
+        if number is not None and not self.accept_message(channel_id, number):
+            self._log_replay(calendar)
+            return
+        if not notification.changed or calendar not in self.wanted():
+            return
+        noticed_at = self.clock()
+        decision = self.claim_sync(channel_id, noticed_at, noticed_at)
+        if decision is True:
+            self._sync_now(calendar)
+        elif isinstance(decision, datetime):
+            self._sync_later(calendar, channel_id, noticed_at, decision)
 
 
 # -- the ticker's job: a module-level function that takes an id ------------------

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from feedback_agendas.integrations.directory.google import GoogleDirectory
+from feedback_agendas.integrations.directory.google import GoogleDirectory, GoogleDirectoryConfig
 from feedback_agendas.integrations.retry import RetryPolicy
-from feedback_agendas.scheduler.config.schema import AppConfig, DirectoryConfig
+from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.commands import sync_all
 from feedback_agendas.scheduler.service.daemon import Daemon
@@ -109,7 +109,7 @@ def test_a_directory_outage_falls_back_to_the_config(
     cfg = write_config(tmp_path, api)
     caplog.set_level(logging.DEBUG)
 
-    def impatient(settings: DirectoryConfig) -> GoogleDirectory:
+    def impatient(settings: GoogleDirectoryConfig) -> GoogleDirectory:
         return GoogleDirectory(
             credentials=str(settings.credentials),
             domain=settings.domain,

@@ -278,10 +278,20 @@ def test_opt_out_user_attendee_or_organizer(who: str) -> None:
     assert reason(meeting(ANNA), rules) is SkipReason.OPTED_OUT_USER
 
 
-def test_opt_out_user_in_a_team_meeting() -> None:
+def test_opt_out_user_keeps_a_team_meeting_someone_else_organizes() -> None:
+    # A person's opt-out covers their 1:1s and the meetings they organize only:
+    # one member must not switch off the whole team's praise slot.
     rules = replace(RULES, opt_out=OptOut(users=frozenset({CARL})))
     m = meeting(MONA, ANNA, BO, CARL, title="Platform stand-up")
-    assert reason(m, rules) is SkipReason.OPTED_OUT_USER
+    assert classify_meeting(m, rules) == Classification(kind=MeetingKind.TEAM, team="platform")
+    # The meetings Carl organizes are his to opt out of.
+    own = meeting(MONA, ANNA, BO, title="Platform stand-up", owner=CARL)
+    assert reason(own, rules) is SkipReason.OPTED_OUT_USER
+    # The marker and a team opt-out still remove the slot.
+    marked = meeting(MONA, ANNA, BO, CARL, title="Platform stand-up #no-agenda")
+    assert reason(marked, rules) is SkipReason.OPTED_OUT_MARKER
+    team = replace(rules, opt_out=replace(rules.opt_out, teams=frozenset({"platform"})))
+    assert reason(m, team) is SkipReason.OPTED_OUT_TEAM
 
 
 def test_opt_out_team_for_one_on_ones_and_team_meetings() -> None:
@@ -296,4 +306,6 @@ def test_opt_out_team_for_one_on_ones_and_team_meetings() -> None:
 
 def test_opt_out_comes_before_structure() -> None:
     rules = replace(RULES, opt_out=OptOut(users=frozenset({GUEST})))
-    assert reason(meeting(MONA, ANNA, GUEST), rules) is SkipReason.OPTED_OUT_USER
+    assert reason(meeting(MONA, GUEST), rules) is SkipReason.OPTED_OUT_USER
+    # In a meeting of three organized by someone else, the guest's opt-out plays no part.
+    assert reason(meeting(MONA, ANNA, GUEST), rules) is SkipReason.EXTERNAL_GUEST

@@ -11,13 +11,11 @@ from pydantic import ValidationError
 
 from feedback_agendas.agendas.errors import ConfigError, UserError
 from feedback_agendas.agendas.policy import Focus
+from feedback_agendas.integrations.calendars.caldav import CaldavCalendar
+from feedback_agendas.integrations.calendars.google import GoogleCalendar
+from feedback_agendas.integrations.calendars.vdir import VdirCalendar
 from feedback_agendas.scheduler.config.checks import check_config
-from feedback_agendas.scheduler.config.schema import (
-    AppConfig,
-    CaldavCalendar,
-    GoogleCalendar,
-    VdirCalendar,
-)
+from feedback_agendas.scheduler.config.schema import AppConfig
 from feedback_agendas.scheduler.config.source import load_config
 
 ROOT = Path(__file__).resolve().parents[2]

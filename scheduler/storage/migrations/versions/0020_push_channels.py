@@ -1,4 +1,4 @@
-"""Google push channels: ids, expiry and the SHA-256 of each channel's token.
+"""Push channels (of providers that push): ids, expiry and the SHA-256 of each token.
 
 Never the token itself (it is a credential).
 

@@ -1,18 +1,25 @@
-"""The building blocks of the config schema (:mod:`.schema`).
+"""The building blocks of every config model: the scheduler's schema and each provider's.
 
 - value types that validate one value: :data:`Email`, :data:`Name`,
   :data:`TimeZoneName`, :data:`RelativePath` (resolved against the config
-  file's folder), :data:`Credentials`, :data:`AgendaText`, ...;
+  file's folder, ``base_dir`` in the validation context),
+  :data:`Credentials`, :data:`AgendaText`, ...;
 - :class:`FrozenModel`, the base of every section: frozen, unknown keys
   refused, URLs masked in its repr;
 - :class:`ProblemAt`, for a model-level check that knows which key is wrong;
 - key paths: :data:`Loc` and :func:`format_key_path` (``org.teams[0].locale``),
-  the way every problem names its place.
+  the way every problem names its place;
+- :func:`folder_problem`, the check of a folder we read and write.
+
+They live here, below the scheduler, so that a provider module
+(``integrations/calendars/<name>.py``) declares its own config model with the
+same types and messages as the rest of the file.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import stat
 import unicodedata
@@ -227,3 +234,17 @@ class FrozenModel(BaseModel):
         # A database or CalDAV URL may carry a password; repr/str must never show it.
         for name, value in super().__repr_args__():
             yield name, mask_url(value) if isinstance(value, str) else value
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why we cannot use ``path`` as a folder we read and write; None when we can."""
+    kind = path_kind(path)
+    if kind is None:
+        return f"folder not found: {path}"
+    if kind != "dir":
+        return f"not a folder: {path}"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return f"cannot read the folder {path}"
+    if not os.access(path, os.W_OK):
+        return f"cannot write to the folder {path} (read-only, or no permission)"
+    return None
