@@ -50,6 +50,12 @@ no valid URL at all.
 Request kinds counted in ``requests`` are the HTTP methods, lower case:
 ``report``, ``get``, ``put``, ``propfind``. Nothing here logs descriptions or
 credentials.
+
+It is the longest provider (about 1,000 lines) because CalDAV servers differ:
+sync-token and ctag fallbacks, per-resource fallback reads, discovery, and
+writes that keep other programs' bytes all live here, each with the server
+behaviour it answers; the wire layer is :mod:`.webdav` and the byte-exact
+editing :mod:`.ics_lines`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ provider's model, joined by :func:`config_model` from the registry).
 Relative paths (a vdir folder, a credentials file, the template folder, a
 relative SQLite file) are resolved against the folder of the config file, so
 the daemon behaves the same whatever its working directory.
+
+It is longer than most modules (about 650 lines) because it is the whole file's
+shape in one place: every section and the cross-checks between sections, which
+read several sections at once. The value types are in
+``integrations.config_types``, each provider's entry in its own module, and
+reading the YAML in :mod:`.source`.
 """
 
 from __future__ import annotations
