@@ -30,6 +30,7 @@ from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.daemon import CALENDAR_LEASE, Daemon
 from feedback_agendas.scheduler.service.sample_week import write_sample_week
 from feedback_agendas.scheduler.storage.store import Store
+from tests.support.google_keys import service_account_file
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "mona@example.com"
@@ -58,34 +59,6 @@ def google_calendar(name: str, credentials: Path, endpoint: str, **extra: Any) -
         "api_endpoint": endpoint,
         **extra,
     }
-
-
-def service_account_file(folder: Path, token_uri: str) -> Path:
-    """A service-account key (a fresh RSA key) whose tokens come from ``token_uri``."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    path = folder / "key.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "client_email": "sync@project.iam.gserviceaccount.com",
-                "private_key": pem,
-                "private_key_id": "k1",
-                "token_uri": token_uri,
-            }
-        ),
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
-    return path
 
 
 def token_file(folder: Path, token_uri: str, mode: int = 0o600) -> Path:

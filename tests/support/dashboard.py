@@ -35,6 +35,7 @@ from feedback_agendas.scheduler.service.commands import demo_week_start
 from feedback_agendas.scheduler.service.loop import run_forever
 from feedback_agendas.scheduler.service.sample_week import write_sample_week
 from feedback_agendas.scheduler.service.web.passwords import hash_password
+from tests.support.google_keys import service_account_file
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
@@ -75,34 +76,6 @@ class RefusingTokenEndpoint:
         self.server.server_close()
 
 
-def _refused_key(folder: Path, token_uri: str) -> Path:
-    """A service-account key (a fresh RSA key) whose token endpoint refuses it."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    path = folder / "broken-key.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "client_email": "sync@project.iam.gserviceaccount.com",
-                "private_key": pem,
-                "private_key_id": "k1",
-                "token_uri": token_uri,
-            }
-        ),
-        encoding="utf-8",
-    )
-    path.chmod(0o600)
-    return path
-
-
 def write_config(
     tmp: Path,
     google_endpoint: str,
@@ -136,7 +109,7 @@ def write_config(
             "name": "a-broken",
             "provider": "google",
             "owner": "dan@example.com",
-            "credentials": str(_refused_key(tmp, token_uri)),
+            "credentials": str(service_account_file(tmp, token_uri, "broken-key.json")),
             "api_endpoint": google_endpoint,
             "subject": "dan@example.com",
         },
