@@ -61,6 +61,52 @@ def _users_resource(endpoint: str) -> Any:
     return service.users()
 
 
+class DirectoryCalls:
+    """One admin's Directory API calls: counted, retried, errors translated; one connection pool.
+
+    Shared by the manager lookups here and the people discovery in ``google_discovery``.
+    """
+
+    def __init__(
+        self,
+        http: Any,
+        *,
+        sleep: Callable[[float], None],
+        clock: Callable[[], float],
+        policy: RetryPolicy,
+    ) -> None:
+        self.http = http
+        self._sleep, self._clock, self._policy = sleep, clock, policy
+        self._rng = random.Random()
+        self.requests = 0
+
+    def list(self, resource: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``resource.list(**params)``, once per attempt, under the retry policy."""
+
+        def once() -> dict[str, Any]:
+            self.requests += 1
+            try:
+                answer: dict[str, Any] = resource.list(**params).execute(
+                    http=self.http, num_retries=0
+                )
+                return answer
+            except HttpError as exc:
+                raise translate_http_error(exc, operation=operation) from exc
+            except TRANSPORT_ERRORS as exc:
+                raise translate_transport_error(exc, operation=operation) from exc
+
+        return call_with_retry(
+            once, policy=self._policy, sleep=self._sleep, clock=self._clock, rng=self._rng
+        )
+
+    def close(self) -> None:
+        connections = getattr(getattr(self.http, "http", None), "connections", None)
+        if isinstance(connections, dict):
+            for conn in list(connections.values()):
+                conn.close()
+            connections.clear()
+
+
 class GoogleDirectory:
     """Reads direct reports from the Admin SDK Directory as one admin user."""
 
@@ -82,12 +128,18 @@ class GoogleDirectory:
         creds = load_credentials(
             credentials, subject=subject, api_endpoint=endpoint, scopes=(DIRECTORY_SCOPE,)
         )
-        self._http = AuthorizedHttp(creds, http=http or httplib2.Http(timeout=30))
+        self._calls = DirectoryCalls(
+            AuthorizedHttp(creds, http=http or httplib2.Http(timeout=30)),
+            sleep=sleep,
+            clock=clock,
+            policy=retry_policy,
+        )
         self._users = _users_resource(endpoint)
         self._domain = domain
-        self._sleep, self._clock, self._policy = sleep, clock, retry_policy
-        self._rng = random.Random()
-        self.requests = 0
+
+    @property
+    def requests(self) -> int:
+        return self._calls.requests
 
     def reports_of(self, manager: str) -> ManagerReports:
         """Every active direct report of ``manager`` (all pages)."""
@@ -113,28 +165,10 @@ class GoogleDirectory:
                 return ManagerReports(manager.lower(), frozenset(reports))
 
     def _list(self, params: dict[str, Any]) -> dict[str, Any]:
-        def once() -> dict[str, Any]:
-            self.requests += 1
-            try:
-                answer: dict[str, Any] = self._users.list(**params).execute(
-                    http=self._http, num_retries=0
-                )
-                return answer
-            except HttpError as exc:
-                raise translate_http_error(exc, operation="users.list") from exc
-            except TRANSPORT_ERRORS as exc:
-                raise translate_transport_error(exc, operation="users.list") from exc
-
-        return call_with_retry(
-            once, policy=self._policy, sleep=self._sleep, clock=self._clock, rng=self._rng
-        )
+        return self._calls.list(self._users, "users.list", params)
 
     def close(self) -> None:
-        connections = getattr(getattr(self._http, "http", None), "connections", None)
-        if isinstance(connections, dict):
-            for conn in list(connections.values()):
-                conn.close()
-            connections.clear()
+        self._calls.close()
 
 
 # -- registration -------------------------------------------------------------

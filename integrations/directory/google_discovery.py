@@ -22,7 +22,6 @@ APIs: the directory is asked there, the calendars below it at
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
@@ -32,15 +31,10 @@ import httplib2
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
-from googleapiclient.errors import HttpError
 
 from feedback_agendas.integrations.calendars.google_client import load_credentials
-from feedback_agendas.integrations.calendars.google_errors import (
-    TRANSPORT_ERRORS,
-    translate_http_error,
-    translate_transport_error,
-)
-from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from feedback_agendas.integrations.directory.google import DirectoryCalls
+from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy
 
 USER_SCOPE = "https://www.googleapis.com/auth/admin.directory.user.readonly"
 GROUP_MEMBER_SCOPE = "https://www.googleapis.com/auth/admin.directory.group.member.readonly"
@@ -101,12 +95,14 @@ class GoogleDirectoryPeople:
         creds = load_credentials(
             str(credentials), subject=subject, api_endpoint=endpoint, scopes=scopes
         )
-        self._http = AuthorizedHttp(creds, http=http or httplib2.Http(timeout=30))
+        self._calls = DirectoryCalls(
+            AuthorizedHttp(creds, http=http or httplib2.Http(timeout=30)),
+            sleep=sleep,
+            clock=clock,
+            policy=retry_policy,
+        )
         service = _directory_service(endpoint)
         self._users, self._members = service.users(), service.members()
-        self._sleep, self._clock, self._policy = sleep, clock, retry_policy
-        self._rng = random.Random()
-        self.requests = 0
         self.managers: dict[str, str] = {}
 
     def active_people(self) -> frozenset[str]:
@@ -187,25 +183,11 @@ class GoogleDirectoryPeople:
                 return
 
     def _call(self, resource: Any, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        def once() -> dict[str, Any]:
-            self.requests += 1
-            try:
-                answer: dict[str, Any] = resource.list(**params).execute(
-                    http=self._http, num_retries=0
-                )
-                return answer
-            except HttpError as exc:
-                raise translate_http_error(exc, operation=operation) from exc
-            except TRANSPORT_ERRORS as exc:
-                raise translate_transport_error(exc, operation=operation) from exc
+        return self._calls.list(resource, operation, params)
 
-        return call_with_retry(
-            once, policy=self._policy, sleep=self._sleep, clock=self._clock, rng=self._rng
-        )
+    @property
+    def requests(self) -> int:
+        return self._calls.requests
 
     def close(self) -> None:
-        connections = getattr(getattr(self._http, "http", None), "connections", None)
-        if isinstance(connections, dict):
-            for conn in list(connections.values()):
-                conn.close()
-            connections.clear()
+        self._calls.close()
