@@ -57,7 +57,6 @@ REQUEST_SECONDS = 10.0
 MAX_CONNECTIONS = 64
 
 _DIGITS = re.compile(r"[0-9]+")
-_HEADER_BREAK = re.compile(r"[\r\n\x00]")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # After refusing a body we did not read, read (and drop) at most this much
 # before closing, so the client sees our reply instead of a connection reset.
@@ -103,7 +102,7 @@ WebhookCallback = Callable[[Mapping[str, str], bytes], int]
 # The whole request -> status, body and headers
 PushHandler = Callable[[WebhookRequest], WebhookAnswer]
 _OWN_HEADERS = frozenset({"content-type", "content-length", "connection"})
-_BREAKS_LINE = re.compile(r"[\r\n]")
+_BREAKS_LINE = re.compile(r"[\r\n\x00]")
 
 
 @dataclass(frozen=True, slots=True)

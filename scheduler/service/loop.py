@@ -146,7 +146,9 @@ def add_sync_job(
     )
 
 
-def serve_self_service(server: EndpointServer, daemon: Daemon) -> SelfServicePages | None:
+def serve_self_service(
+    server: EndpointServer, daemon: Daemon, *, static_served: bool = False
+) -> SelfServicePages | None:
     """Serve ``/opt-out``, the page of the links in people's messages, when links are on."""
     secret = getattr(daemon.cfg.server, "secret", None)
     if daemon.sender.opt_out_link is None or secret is None:
@@ -162,7 +164,8 @@ def serve_self_service(server: EndpointServer, daemon: Daemon) -> SelfServicePag
         on_change=lambda: daemon.refresh_rules(daemon.clock()),
     )
     server.route("GET POST", SELF_SERVICE_PATH, pages.handle, max_body=MAX_FORM_BODY)
-    server.route("GET", web.static_prefix, web.static)
+    if not static_served:  # the dashboard serves the same stylesheet
+        server.route("GET", web.static_prefix, web.static)
     return pages
 
 
@@ -232,7 +235,7 @@ def run_forever(
     for path, handler in webhooks.items():
         server.register_push(path, handler)
     dashboard = mount_dashboard(server, daemon, sync_now=sync_now)
-    serve_self_service(server, daemon)
+    serve_self_service(server, daemon, static_served=dashboard is not None)
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
