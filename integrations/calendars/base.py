@@ -74,10 +74,21 @@ class CalendarProvider(Protocol):
         """Release connections and files."""
         ...
 
+    # Optional: ``writes_events: bool``. False when the calendar is configured
+    # never to change its events (Microsoft's ``write_mode: reminder``): the
+    # cycle then decides every meeting but writes nothing, and the agenda
+    # travels in the reminder before the meeting instead (see
+    # :func:`writes_events`).
+
     # Optional: ``cursor_after_writes(cursor) -> str``. The engine stores its
     # result instead of ``ChangeSet.cursor`` after the cycle's writes, so that a
     # provider can record the versions its own writes made (CalDAV: the etags
     # its PUTs returned) and not fetch them back in the next cycle.
+
+
+def writes_events(provider: CalendarProvider) -> bool:
+    """True unless ``provider`` says it must never write to its events."""
+    return bool(getattr(provider, "writes_events", True))
 
 
 # -- push: optional ---------------------------------------------------------------

@@ -26,6 +26,7 @@ from feedback_agendas.agendas.model import EventRef, Meeting
 from feedback_agendas.agendas.policy import Team
 from feedback_agendas.agendas.recurrence import RecurrenceError, next_occurrence
 from feedback_agendas.scheduler.config.schema import AppConfig
+from feedback_agendas.scheduler.reminders.agenda_text import plan_params
 from feedback_agendas.scheduler.reminders.outbox import Outbox
 from feedback_agendas.scheduler.reminders.planning import (
     MEETING_KINDS,
@@ -84,8 +85,14 @@ def queue_after_cycle(
     personal: PersonalChannels,
     settings: ReminderSettings,
     readbacks: ReadBacks,
+    agenda_in_reminder: bool = False,
 ) -> None:
-    """Turn a cycle's decisions into reminder rows, privacy alerts and meetings to read back."""
+    """Turn a cycle's decisions into reminder rows, privacy alerts and meetings to read back.
+
+    ``agenda_in_reminder``: the calendar's events are never written (its
+    provider's ``writes_events`` is False), so each reminder before a meeting
+    carries the agenda instead, and nothing is read back (no block to read).
+    """
     slots: list[MeetingSlot] = []
     watch: list[Watched] = []
     for decision in report.decisions:
@@ -106,9 +113,10 @@ def queue_after_cycle(
             team=decision.classification.team,
             start=start,
             end=end,
+            agenda=plan_params(plan) if agenda_in_reminder else None,
         )
         slots.append(slot)
-        if slot.team and is_read_back(slot.kind, slot.slot):
+        if slot.team and is_read_back(slot.kind, slot.slot) and not agenda_in_reminder:
             watch.append(Watched(key, meeting.ref, slot.team, end, slot.slot))
     outbox.enqueue(plan_meeting_reminders(slots, teams, personal, settings, now), now)
     enqueue_privacy_alerts(outbox, teams, personal, [report], now)

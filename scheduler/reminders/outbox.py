@@ -48,7 +48,7 @@ OPEN_STATES = (PENDING, SENDING)
 
 @dataclass(frozen=True, slots=True)
 class NewReminder:
-    """A message to enqueue. ``params`` are template parameters: ids and counts only."""
+    """A message to enqueue. ``params`` are template parameters: ids, counts and settings only."""
 
     kind: str
     occurrence: str

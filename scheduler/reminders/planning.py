@@ -52,6 +52,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -183,6 +184,9 @@ class MeetingSlot:
     team: str | None
     start: datetime
     end: datetime
+    # The plan's parameters when the agenda travels in the reminder instead of
+    # the event (a calendar we never write), else None.
+    agenda: Mapping[str, object] | None = None
 
 
 def schedule_outside_quiet_hours(
@@ -237,13 +241,15 @@ def plan_meeting_reminders(
         if due is None:
             continue
         local_start = meeting.start.astimezone(team.zone)
-        params = {
+        params: dict[str, Any] = {
             "locale": team.locale,
             "start": meeting.start.isoformat(),
             "focus": meeting.slot.value,
             "tip": _tip_index(meeting.occurrence, team.locale),
             "positive_only": team.positive_only_on(local_start.date()),
         }
+        if meeting.agenda is not None:
+            params["agenda"] = dict(meeting.agenda)
         rows += [
             NewReminder(
                 kind=kind,
@@ -432,6 +438,7 @@ class ReminderRenderer:
         counts: Mapping[str, int],
         *,
         opt_out_url: str = "",
+        agenda: str = "",
     ) -> Message:
         """The message for ``item``: the first line is the subject, the rest the body.
 
@@ -440,7 +447,9 @@ class ReminderRenderer:
         template. Corrective and 1:1 numbers are given for the manager's
         digest only. ``opt_out_url`` is the recipient's own signed link to
         opt out of agendas (or back in); only messages to one person
-        (:data:`PERSONAL_KINDS`) show it.
+        (:data:`PERSONAL_KINDS`) show it. ``agenda`` is the meeting's agenda
+        as plain text, for a calendar whose events we never write
+        (:mod:`feedback_agendas.scheduler.reminders.agenda_text`).
         """
         locale = item.params.get("locale", team.locale)
         if locale not in PRACTICE_TIPS:
@@ -466,6 +475,7 @@ class ReminderRenderer:
             "calendar": str(item.params.get("calendar", "")),
             "reason": str(item.params.get("reason", "")),
             "opt_out_url": opt_out_url if item.kind in PERSONAL_KINDS else "",
+            "agenda": agenda if item.kind in (BEFORE_TEAM, BEFORE_ONE_ON_ONE) else "",
         }
         if "start" in item.params:
             start = datetime.fromisoformat(str(item.params["start"])).astimezone(zone)

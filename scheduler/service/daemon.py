@@ -29,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.policy import Rules, Team
-from feedback_agendas.integrations.calendars.base import CalendarProvider
+from feedback_agendas.integrations.calendars.base import CalendarProvider, writes_events
 from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
 from feedback_agendas.integrations.notify.base import Notifier
 from feedback_agendas.scheduler.config.schema import AppConfig
@@ -161,6 +161,7 @@ class Daemon:
             metrics=self.metrics,
             stopping=self.stopping,
             opt_out_link=opt_out_links(cfg),
+            agenda_renderer=lambda: self.renderer,
         )
 
     # -- calendars and teams ---------------------------------------------------
@@ -343,8 +344,10 @@ class Daemon:
             personal=self.personal,
             settings=self.settings,
             readbacks=self.readbacks,
+            agenda_in_reminder=not writes_events(provider),
         )
-        self.readbacks.read_ended(provider, now)
+        if writes_events(provider):
+            self.readbacks.read_ended(provider, now)
 
     # -- wins, digests ---------------------------------------------------------
 

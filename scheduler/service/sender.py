@@ -19,7 +19,9 @@ from sqlalchemy import Engine
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.policy import Team
+from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.integrations.notify.base import Notifier, channel_id
+from feedback_agendas.scheduler.reminders.agenda_text import agenda_text
 from feedback_agendas.scheduler.reminders.outbox import DEAD, Outbox, OutboxItem
 from feedback_agendas.scheduler.reminders.planning import (
     CELEBRATION,
@@ -78,6 +80,7 @@ class ReminderSender:
         metrics: DaemonMetrics,
         stopping: threading.Event,
         opt_out_link: Callable[[str, datetime], str] | None = None,
+        agenda_renderer: Callable[[], AgendaRenderer] | None = None,
     ) -> None:
         self.wins = Wins(db)
         self.outbox = outbox
@@ -95,6 +98,8 @@ class ReminderSender:
         # messages that go to them alone; None without server.public_url and
         # server.secret.
         self.opt_out_link = opt_out_link
+        # Renders the agenda a reminder carries for a calendar we never write.
+        self.agenda_renderer = agenda_renderer
 
     def send_due(self, *, limit: int = 50) -> SendReport:
         """Claim due outbox rows and deliver them, one channel each.
@@ -142,7 +147,12 @@ class ReminderSender:
         link = ""
         if self.opt_out_link is not None and item.kind in PERSONAL_KINDS:
             link = self.opt_out_link(item.recipient, now)
-        message = self.messages.render(item, team, self._counts(item, team), opt_out_url=link)
+        agenda = ""
+        if self.agenda_renderer is not None and "agenda" in item.params:
+            agenda = agenda_text(item.kind, item.params["agenda"], self.agenda_renderer())
+        message = self.messages.render(
+            item, team, self._counts(item, team), opt_out_url=link, agenda=agenda
+        )
         if not self.outbox.begin_send(item, self.owner, now):
             return
         if item.maybe_sent:

@@ -46,7 +46,7 @@ from feedback_agendas.agendas.model import (
 )
 from feedback_agendas.agendas.policy import Rules
 from feedback_agendas.agendas.render import AgendaRenderer
-from feedback_agendas.integrations.calendars.base import CalendarProvider
+from feedback_agendas.integrations.calendars.base import CalendarProvider, writes_events
 from feedback_agendas.scheduler.storage.store import (
     MAX_EVENT_ID,
     MAX_RECURRENCE_ID,
@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 3
 # A block we left alone: what we wrote last stays the reference for "unedited".
+# The outcome of an event whose agenda goes into its reminder (a calendar we never write).
+IN_REMINDER = "in_reminder"
 _NOT_WRITTEN_BY_US = frozenset({ActionKind.LEFT_EDITED, ActionKind.PRIVACY_CONFLICT})
 
 
@@ -168,7 +170,10 @@ class Cycle:
         meetings, deleted = self._events_to_decide(changes, due=start.due)
         self._decide(meetings)
         if not self.dry_run:
-            self._write_with_retries()
+            if writes_events(self.provider):
+                self._write_with_retries()
+            else:
+                self._hold_for_reminders()
         upserts = self._records_to_store()
         self.report.outcomes = self.outcomes
         if self.dry_run:
@@ -298,6 +303,12 @@ class Cycle:
                     to_write.append(redo)
                 else:
                     self.outcomes[ref] = redo.action.value
+
+    def _hold_for_reminders(self) -> None:
+        """A calendar we never write: the agenda goes into the reminder, not the event."""
+        for ref, decision in self.decisions.items():
+            if decision.needs_write:
+                self.outcomes[ref] = IN_REMINDER
 
     def _mark_failed(self, ref: EventRef, outcome: WriteOutcome) -> None:
         error = outcome.error
