@@ -525,6 +525,18 @@ def read_block(description: str) -> str | None:
     return _readable(description[first.content_begin : first.content_end])
 
 
+def block_content(description: str) -> str | None:
+    """The raw content of the first complete block (between the markers), else ``None``.
+
+    For a provider that must learn how its backend rendered a block it wrote
+    (Exchange rewrites HTML): :func:`block_hash` of this is the hash to keep.
+    """
+    blocks, _ = _parse(description)
+    if not blocks:
+        return None
+    return description[blocks[0].content_begin : blocks[0].content_end]
+
+
 @dataclass(frozen=True, slots=True)
 class EntryLabels:
     """The labels of the entries people fill in: ours (en, sv) and any an admin adds.

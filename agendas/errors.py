@@ -8,6 +8,7 @@
     │       └── TemplateFailed     an admin template failed rendering one agenda (that event only)
     ├── RecurrenceError            an RRULE we cannot expand (agendas.recurrence; skipped)
     ├── PreconditionFailed         someone else changed the event first (412, etag mismatch)
+    ├── WriteHeld                  the provider chose not to write now (not a failure)
     └── ProviderError              a calendar or notification backend failed
         ├── NotFound               the event (or calendar) is gone
         ├── CursorExpired          the sync cursor is no longer valid (Google 410): full resync
@@ -20,6 +21,8 @@ Third-party errors are translated where they enter (``raise X(...) from exc``).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class FeedbackAgendasError(Exception):
@@ -55,6 +58,21 @@ class TemplateFailed(ConfigError):
 
 class PreconditionFailed(FeedbackAgendasError):
     """The event changed since we read it (HTTP 412, CalDAV/vdir etag mismatch)."""
+
+
+class WriteHeld(FeedbackAgendasError):
+    """A provider held a write back on purpose: not written, and not a failure.
+
+    A backend where every write has a cost for other people (Microsoft Graph
+    sends attendees a meeting update) writes only when the agenda's visible
+    text changes, and at most once a day per event. The cycle records the
+    event as not written, keeps the hash it knew, and reads it again at
+    ``revisit_at`` (None: only when the event changes).
+    """
+
+    def __init__(self, message: str, revisit_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.revisit_at = revisit_at
 
 
 class ProviderError(FeedbackAgendasError):

@@ -36,7 +36,12 @@ from datetime import UTC, datetime
 
 from feedback_agendas.agendas.block import known_hashes
 from feedback_agendas.agendas.decide import ActionKind, Decision, decide
-from feedback_agendas.agendas.errors import CursorExpired, PreconditionFailed, ProviderError
+from feedback_agendas.agendas.errors import (
+    CursorExpired,
+    PreconditionFailed,
+    ProviderError,
+    WriteHeld,
+)
 from feedback_agendas.agendas.model import (
     ChangeSet,
     DescriptionWrite,
@@ -68,6 +73,8 @@ from feedback_agendas.scheduler.sync.report import CycleReport, run_summary
 log = logging.getLogger(__name__)
 
 MAX_CONFLICT_RETRIES = 3
+# The action recorded for an event whose write the provider held back (WriteHeld).
+HELD = "held"
 # A block we left alone: what we wrote last stays the reference for "unedited".
 # The outcome of an event whose agenda goes into its reminder (a calendar we never write).
 IN_REMINDER = "in_reminder"
@@ -153,6 +160,8 @@ class Cycle:
     written_hash: dict[EventRef, str | None] = field(default_factory=dict)
     # Events whose write did not happen: tried again next cycle.
     pending: set[EventRef] = field(default_factory=set)
+    # Writes the provider held back on purpose (WriteHeld): ref -> when to look again.
+    held: dict[EventRef, datetime | None] = field(default_factory=dict)
 
     @property
     def calendar(self) -> str:
@@ -271,6 +280,10 @@ class Cycle:
                 elif isinstance(outcome.error, PreconditionFailed):
                     self.report.conflicts += 1
                     conflicted.append(ref)
+                elif isinstance(outcome.error, WriteHeld):
+                    # Not written and not failed: the block we knew stays ours.
+                    self.held[ref] = outcome.error.revisit_at
+                    self.outcomes[ref] = HELD
                 else:
                     self._mark_failed(ref, outcome)
             attempt += 1
@@ -342,7 +355,7 @@ class Cycle:
                     reason=decision.reason,
                     action=action,
                     block_hash=self._recorded_hash(decision),
-                    revisit_at=decision.revisit_at,
+                    revisit_at=self._revisit_at(decision),
                     pending_write=ref in self.pending,
                     updated_at=self.now,
                 )
@@ -365,6 +378,13 @@ class Cycle:
                 )
             )
         return upserts
+
+    def _revisit_at(self, decision: Decision) -> datetime | None:
+        """When to read the event again; a held write may ask for an earlier look."""
+        held = self.held.get(decision.meeting.ref)
+        if held is None:
+            return decision.revisit_at
+        return held if decision.revisit_at is None else min(held, decision.revisit_at)
 
     def _recorded_hash(self, decision: Decision) -> str | None:
         """The hash of our block as it now stands in the event."""
