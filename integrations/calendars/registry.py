@@ -23,6 +23,7 @@ PROVIDERS = Registry(
         "google": "feedback_agendas.integrations.calendars.google",
         "caldav": "feedback_agendas.integrations.calendars.caldav",
         "memory": "feedback_agendas.integrations.calendars.memory",
+        "microsoft": "feedback_agendas.integrations.calendars.microsoft_config",
     },
 )
 

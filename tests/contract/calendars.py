@@ -342,3 +342,59 @@ class GoogleCalendar:
         self.provider.close()
         self.api.stop()
         assert self.api.violations == []
+
+
+class MicrosoftCalendar:
+    """A mailbox in the fake Graph over HTTPS; the user acts on the fake's store directly."""
+
+    def __init__(self) -> None:
+        from tests.support.graph import graph_provider, start_graph
+
+        self.graph = start_graph()
+        self.provider = graph_provider(self.graph, OWNER, name="contract")
+
+    def seed(self, spec: EventSpec) -> EventRef:
+        store = self.graph.store
+        attendees = [(a.email, "resource" if a.resource else "required") for a in spec.attendees]
+        master = store.add_event(
+            OWNER,
+            subject=spec.title,
+            start=spec.start,
+            end=spec.end,
+            body=spec.description,
+            attendees=attendees,
+            organizer=spec.organizer,
+            weekly=spec.weekly,
+            timezone=TIMEZONE,
+        )
+        for override in spec.overrides:
+            store.add_exception(
+                OWNER,
+                master,
+                override.original_start,
+                override.start,
+                override.end,
+                override.description,
+            )
+        return EventRef("contract", master)
+
+    def _graph_id(self, ref: EventRef) -> str:
+        from tests.fakes.graph_store import occurrence_id
+
+        if ref.recurrence_id is None:
+            return ref.event_id
+        original = datetime.fromisoformat(ref.recurrence_id.replace("Z", "+00:00"))
+        return occurrence_id(ref.event_id, original)
+
+    def user_edit_description(self, ref: EventRef, text: str) -> None:
+        self.graph.store.user_edit(
+            OWNER, self._graph_id(ref), {"body": {"contentType": "html", "content": text}}
+        )
+
+    def delete(self, ref: EventRef) -> None:
+        self.graph.store.delete(OWNER, ref.event_id)
+
+    def close(self) -> None:
+        self.provider.close()
+        self.graph.stop()
+        assert self.graph.violations == []

@@ -136,7 +136,8 @@ def test_the_config_knows_the_new_provider_and_its_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as unknown:
         load_config(path)
     assert unknown.value.problems == [
-        f"{path}:5: calendars[0].provider: should be one of: vdir, google, caldav, memory, shelf"
+        f"{path}:5: calendars[0].provider: "
+        "should be one of: vdir, google, caldav, memory, microsoft, shelf"
     ]
 
 

@@ -209,7 +209,8 @@ def test_every_problem_is_reported_at_once_in_file_order(tmp_path: Path) -> None
     assert problems_of(path) == [
         f"{path}:1: storage.url: use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB",
         f"{path}:3: calendars[0].path: missing required key",
-        f"{path}:7: calendars[1].provider: should be one of: vdir, google, caldav, memory",
+        f"{path}:7: calendars[1].provider: "
+        "should be one of: vdir, google, caldav, memory, microsoft",
         f"{path}:14: org.teams[0].locale: Input should be 'en' or 'sv'",
         f"{path}:15: org.teams[0].timezone: unknown time zone 'Mars/Olympus'"
         " (use an IANA name such as Europe/Stockholm)",
