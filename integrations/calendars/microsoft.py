@@ -115,6 +115,11 @@ class MicrosoftProvider:
         self._refs: dict[str, EventRef] = {}  # Graph id -> ref (ids seen in this process)
         self._written: dict[str, str] = {}  # Graph id -> etag our last write left
 
+    @property
+    def writes_events(self) -> bool:
+        """False in ``write_mode: reminder``: the runtime then puts agendas in reminders."""
+        return self.write_mode == "body"
+
     # -- HTTP --------------------------------------------------------------------
 
     def _path(self, tail: str) -> str:
@@ -142,7 +147,13 @@ class MicrosoftProvider:
             )
         else:
             low, high, url = self._parse_cursor(cursor)
-        items, delta_link = self._follow(url, from_cursor=cursor is not None)
+        try:
+            items, delta_link = self._follow(url, from_cursor=cursor is not None)
+        except CursorExpired:
+            if cursor is not None:
+                raise  # the caller starts a new round
+            # A token lost in the middle of a new round (410): that round, once more.
+            items, delta_link = self._follow(url, from_cursor=False)
         meetings, deleted, unreadable = self._fill(items)
         return ChangeSet(
             meetings=tuple(meetings.values()),

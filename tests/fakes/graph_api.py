@@ -40,6 +40,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -115,6 +116,10 @@ class FakeGraph:
         self.patches: list[tuple[str, str, list[str]]] = []
         self.deltas: dict[str, DeltaState] = {}
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        # Seconds each mailbox request takes, and how many ran at once per mailbox.
+        self.latency = 0.0
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight: Counter[str] = Counter()
         self.lock = threading.RLock()
         self._counter = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -211,6 +216,22 @@ class FakeGraph:
     # -- dispatch -------------------------------------------------------------
 
     def handle(self, request: Request) -> Reply:
+        found = re.match(r"/v1\.0/users/([^/]+)/", request.path)
+        if found is None:
+            return self._dispatch(request)
+        mailbox = unquote(found.group(1)).lower()
+        with self.lock:
+            self.in_flight[mailbox] += 1
+            self.max_in_flight[mailbox] = max(self.max_in_flight[mailbox], self.in_flight[mailbox])
+        try:
+            if self.latency:
+                time.sleep(self.latency)
+            return self._dispatch(request)
+        finally:
+            with self.lock:
+                self.in_flight[mailbox] -= 1
+
+    def _dispatch(self, request: Request) -> Reply:
         for method, pattern, handler in self.routes:
             match = pattern.fullmatch(request.path)
             if match and method == request.method:

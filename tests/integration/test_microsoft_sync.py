@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 
 from feedback_agendas.agendas.block import START_MARKER, read_block
+from feedback_agendas.agendas.errors import WriteHeld
+from feedback_agendas.agendas.model import DescriptionWrite
 from feedback_agendas.agendas.policy import Org, Rules, Team
 from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.integrations.calendars.microsoft import MicrosoftProvider
@@ -282,6 +284,11 @@ def test_a_rendering_that_changes_the_hash_is_stored_without_an_update(world: Wo
 
 def test_reminder_mode_never_patches(world: World) -> None:
     provider = world.provider(write_mode="reminder")
+    assert not provider.writes_events  # the runtime asks, and puts agendas in reminders
+    meeting = next(iter(provider.read_changes(None).meetings))
+    # Even asked directly, the provider never PATCHes in reminder mode.
+    (held,) = provider.write([DescriptionWrite(meeting.ref, meeting.etag, "agenda", "h")])
+    assert isinstance(held.error, WriteHeld)
     report = world.cycle(provider)
     world.cycle(provider)
     assert world.graph.requests["patch"] == 0

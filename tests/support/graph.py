@@ -42,11 +42,11 @@ def graph_provider(
     now: Callable[[], datetime] | None = None,
     **kw: Any,
 ) -> MicrosoftProvider:
+    kw.setdefault("own_session", session is None)
     return MicrosoftProvider(
         name=name or mailbox,
         owner=mailbox,
         session=session or graph_session(graph),
-        own_session=session is None,
         now=now,
         **kw,
     )
