@@ -236,6 +236,11 @@ class MicrosoftProvider:
             if reply.status == 404:
                 removed[self._refs.get(ident, EventRef(self.name, ident))] = None
                 continue
+            if 400 <= reply.status < 500 and reply.status not in (401, 408, 429):
+                # This one event is refused (a 403 on one item): skip it, read the rest.
+                ref = self._refs.get(ident, EventRef(self.name, ident))
+                unreadable[ref] = Unreadable(ref, f"graph get: HTTP {reply.status}")
+                continue
             raise_for(reply, "get")
             mapped = self._remember(reply.body)
             if isinstance(mapped, Unreadable):
@@ -401,14 +406,20 @@ class MicrosoftProvider:
             }
             if any("@removed" in i for i in items) or not ids <= written.keys():
                 return cursor
+            calls = [
+                {
+                    "id": ident,
+                    "method": "GET",
+                    "url": "/" + self._path(f"events/{quote(ident, safe='')}?$select=id"),
+                    "headers": {"Prefer": PREFER_READ},
+                }
+                for ident in sorted(ids)
+            ]
+            self.requests["batch"] += (len(calls) + 19) // 20 if calls else 0
+            answers = self.session.batch(self.mailbox, calls) if calls else {}
             for ident in ids:
-                reply = self._call(
-                    "GET",
-                    self._path(f"events/{quote(ident, safe='')}?$select=id"),
-                    "get",
-                    headers={"Prefer": PREFER_READ},
-                )
-                if str(reply.body.get("@odata.etag") or "") != written[ident]:
+                reply = answers[ident]
+                if reply.status != 200 or reply.body.get("@odata.etag") != written[ident]:
                     return cursor
         except FeedbackAgendasError:
             return cursor

@@ -212,3 +212,17 @@ def test_at_most_four_requests_are_in_flight_per_mailbox(graph: FakeGraph) -> No
         session.close()
     assert graph.max_in_flight[MONA] == 4
     assert graph.max_in_flight["lena@example.com"] == 4
+
+
+def test_one_event_refused_is_skipped_and_the_rest_are_written(
+    graph: FakeGraph, store: Store
+) -> None:
+    made = provider(graph)
+    graph.fail("batch_get", 403, code="ErrorAccessDenied")
+    try:
+        report = run_cycle(made, store, RULES, AgendaRenderer(), NOW)
+    finally:
+        made.close()
+    assert report.error is None
+    assert report.skipped["malformed"] == 1
+    assert report.writes == len(REPORTS) - 1
