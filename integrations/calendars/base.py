@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from feedback_agendas.agendas.model import (
     ChangeSet,
@@ -179,7 +179,10 @@ class Notification:
     - ``message_number``: the backend's sequence number, for dropping
       replays; None when the backend numbers none;
     - ``malformed``: the request lacks what this backend always sends; the
-      runtime answers 400 once the sender has proved the channel's token.
+      runtime answers 400 once the sender has proved the channel's token;
+    - ``channel_action``: the backend asks for the channel itself: ``renew``
+      it soon (Graph's ``reauthorizationRequired``), or ``replace`` it, because
+      the backend no longer has it (Graph's ``subscriptionRemoved``).
     """
 
     channel_id: str
@@ -187,6 +190,7 @@ class Notification:
     changed: bool
     message_number: int | None = None
     malformed: bool = False
+    channel_action: Literal["renew", "replace"] | None = None
 
 
 class PushNotifications(Protocol):

@@ -34,7 +34,10 @@ from feedback_agendas.integrations.calendars.base import (
     ProviderFailure,
     ProviderSpec,
 )
-from feedback_agendas.integrations.calendars.microsoft import MicrosoftProvider
+from feedback_agendas.integrations.calendars.microsoft_push import (
+    MicrosoftPush,
+    MicrosoftPushProvider,
+)
 from feedback_agendas.integrations.calendars.microsoft_session import (
     DEFAULT_AUTHORITY,
     DEFAULT_GRAPH,
@@ -151,9 +154,9 @@ def _session(config: MicrosoftCalendar) -> GraphSession:
     )
 
 
-def build_microsoft(config: MicrosoftCalendar, context: BuildContext) -> MicrosoftProvider:
-    """The provider for one entry, on the session of its app registration."""
-    return MicrosoftProvider(
+def build_microsoft(config: MicrosoftCalendar, context: BuildContext) -> MicrosoftPushProvider:
+    """The provider for one entry, on the session of its app registration (push included)."""
+    return MicrosoftPushProvider(
         name=config.name,
         owner=config.owner,
         session=_session(config),
@@ -181,5 +184,6 @@ PROVIDER = ProviderSpec(
     name="microsoft",
     config=MicrosoftCalendar,
     build=build_microsoft,
+    push=MicrosoftPush(),
     classify_failure=classify_failure,
 )

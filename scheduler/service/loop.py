@@ -231,7 +231,17 @@ def run_forever(
             misfire_grace_time=60,
         )
 
-    webhooks = push.webhooks(sync_now, sync_later)
+    def maintain_soon() -> None:
+        # A backend asked for a channel to be renewed or replaced: maintain now.
+        scheduler.add_job(
+            maintain_job,
+            args=[push_id],
+            id="push-channels-now",
+            replace_existing=True,
+            misfire_grace_time=60,
+        )
+
+    webhooks = push.webhooks(sync_now, sync_later, maintain_soon)
     for path, handler in webhooks.items():
         server.register_push(path, handler)
     dashboard = mount_dashboard(server, daemon, sync_now=sync_now)

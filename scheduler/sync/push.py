@@ -34,6 +34,11 @@ replicas:
   the window ends, unless a sync that began after the notification (on any
   replica) already covers it.
 
+A backend may ask for a channel itself (``Notification.channel_action``): to
+renew it soon (its expiry is set to now) or to replace it, because it no
+longer exists (its row is forgotten, and the calendar synced at once). The
+next :meth:`PushChannels.maintain`, asked for at once, does the rest.
+
 :meth:`PushChannels.maintain` (a periodic job) registers missing channels,
 renews those about to expire (or replaces them, where the backend cannot
 renew a channel), and stops the channels of calendars that were opted out or
@@ -193,6 +198,7 @@ class PushChannels:
         self._replay_logged_at = -60.0
         self._sync_now: Callable[[str], None] = lambda _calendar: None
         self._sync_later: SyncLater = lambda _calendar, _channel, _noticed, _at: None
+        self._maintain_soon: Callable[[], None] = lambda: None
         self.calendars = {c.name: c for c in cfg.calendars}
         self.public_url = cfg.server.public_url
 
@@ -495,15 +501,22 @@ class PushChannels:
             )
 
     def webhooks(
-        self, sync_now: Callable[[str], None], sync_later: SyncLater
+        self,
+        sync_now: Callable[[str], None],
+        sync_later: SyncLater,
+        maintain_soon: Callable[[], None] | None = None,
     ) -> dict[str, WebhookHandler]:
         """``/webhooks/<provider>`` -> its handler, for every provider that pushes.
 
         ``sync_now(calendar)`` starts an incremental sync; ``sync_later(calendar,
-        channel_id, noticed_at, at)`` asks for :meth:`follow_up` at ``at``.
+        channel_id, noticed_at, at)`` asks for :meth:`follow_up` at ``at``;
+        ``maintain_soon()`` asks for a :meth:`maintain` run when a backend asked
+        for a channel to be renewed or replaced (without it, the periodic run does).
         """
         self._sync_now = sync_now
         self._sync_later = sync_later
+        if maintain_soon is not None:
+            self._maintain_soon = maintain_soon
         return {webhook_path(name): self.webhook(name) for name in pushing_providers()}
 
     def webhook(self, provider: str) -> WebhookHandler:
@@ -545,6 +558,14 @@ class PushChannels:
         if number is not None and not self.accept_message(channel_id, number):
             self._log_replay(calendar)
             return
+        if notification.channel_action is not None:
+            self._channel_asked(calendar, channel_id, notification.channel_action)
+            if notification.channel_action == "replace":
+                # The channel is gone, and with it the window: changes may have gone
+                # unreported, so one sync now.
+                if notification.changed and calendar in self.wanted():
+                    self._sync_now(calendar)
+                return
         if not notification.changed or calendar not in self.wanted():
             return
         noticed_at = self.clock()
@@ -553,6 +574,23 @@ class PushChannels:
             self._sync_now(calendar)
         elif isinstance(decision, datetime):
             self._sync_later(calendar, channel_id, noticed_at, decision)
+
+    def _channel_asked(self, calendar: str, channel_id: str, action: str) -> None:
+        """The backend asked for the channel: due for renewal now, or gone (register anew).
+
+        Marked in the table, so that the next :meth:`maintain` (asked for at
+        once) does it under the calendar's lease, on whichever replica runs it.
+        """
+        t = push_channels_table
+        with write_transaction(self.store.engine) as conn:
+            if action == "replace":
+                conn.execute(delete(t).where(t.c.channel_id == channel_id))
+            else:
+                conn.execute(
+                    update(t).where(t.c.channel_id == channel_id).values(expires_at=self.clock())
+                )
+        log.info("push: the backend asked to %s the channel of calendar %s", action, calendar)
+        self._maintain_soon()
 
 
 # -- the ticker's job: a module-level function that takes an id ------------------
