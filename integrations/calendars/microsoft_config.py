@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import requests
 from pydantic import Field, SecretStr, model_validator
@@ -68,22 +68,24 @@ class CertificateConfig(FrozenModel):
     thumbprint: str = Field(pattern=r"^[0-9A-Fa-f]{40}$")
 
 
-class MicrosoftCalendar(CalendarConfig):
-    """A Microsoft 365 mailbox's calendar through Microsoft Graph (app-only access)."""
+class GraphApp(FrozenModel):
+    """An app registration's access to Graph: the keys every Microsoft entry shares.
 
-    provider: Literal["microsoft"]
+    A calendar, a ``discover: microsoft_directory`` source and
+    ``org.directory: {provider: microsoft}`` extend it; entries of one app
+    share one :class:`GraphSession` in a process (:meth:`session`).
+    """
+
     tenant_id: NonEmptyStr
     client_id: NonEmptyStr
     client_secret: SecretStr | None = None
     certificate: CertificateConfig | None = None
-    write_mode: Literal["body", "reminder"] = "body"
     authority: HttpUrl = DEFAULT_AUTHORITY
     graph_endpoint: HttpUrl = DEFAULT_GRAPH
     ca_bundle: RelativePath | None = None
-    window_days: int = Field(default=60, ge=2, le=400)
 
     @model_validator(mode="after")
-    def _one_credential(self) -> MicrosoftCalendar:
+    def _one_credential(self) -> GraphApp:
         if (self.client_secret is None) == (self.certificate is None):
             raise ProblemAt("client_secret", "give exactly one of client_secret and certificate")
         if self.client_secret is not None and not self.client_secret.get_secret_value().strip():
@@ -113,45 +115,57 @@ class MicrosoftCalendar(CalendarConfig):
             found.append(("ca_bundle", f"file not found: {self.ca_bundle}"))
         return found
 
+    def app_settings(self) -> dict[str, Any]:
+        """These keys as plain data, for an entry made from another (a discovered calendar)."""
+        return {name: getattr(self, name) for name in GraphApp.model_fields}
+
+    def session(self) -> GraphSession:
+        """The process's session of this app registration."""
+        secret = self.client_secret.get_secret_value() if self.client_secret else None
+        certificate = (
+            Certificate(Path(self.certificate.path), self.certificate.thumbprint)
+            if self.certificate
+            else None
+        )
+        credential = (
+            hashlib.sha256(secret.encode()).hexdigest()
+            if secret
+            else f"{certificate.path}:{certificate.thumbprint}"
+            if certificate
+            else ""
+        )
+        key = (
+            self.authority,
+            self.tenant_id,
+            self.client_id,
+            self.graph_endpoint,
+            str(self.ca_bundle or ""),
+            credential,
+        )
+        return shared_session(
+            key,
+            lambda: GraphSession(
+                tenant_id=self.tenant_id,
+                client_id=self.client_id,
+                client_secret=secret,
+                certificate=certificate,
+                authority=self.authority,
+                graph_endpoint=self.graph_endpoint,
+                ca_bundle=self.ca_bundle,
+            ),
+        )
+
+
+class MicrosoftCalendar(GraphApp, CalendarConfig):
+    """A Microsoft 365 mailbox's calendar through Microsoft Graph (app-only access)."""
+
+    provider: Literal["microsoft"]
+    write_mode: Literal["body", "reminder"] = "body"
+    window_days: int = Field(default=60, ge=2, le=400)
+
     def warnings(self) -> list[str]:
         """Body mode costs attendees one meeting update per agenda added."""
         return [UPDATE_WARNING] if self.write_mode == "body" else []
-
-
-def _session(config: MicrosoftCalendar) -> GraphSession:
-    secret = config.client_secret.get_secret_value() if config.client_secret else None
-    certificate = (
-        Certificate(Path(config.certificate.path), config.certificate.thumbprint)
-        if config.certificate
-        else None
-    )
-    credential = (
-        hashlib.sha256(secret.encode()).hexdigest()
-        if secret
-        else f"{certificate.path}:{certificate.thumbprint}"
-        if certificate
-        else ""
-    )
-    key = (
-        config.authority,
-        config.tenant_id,
-        config.client_id,
-        config.graph_endpoint,
-        str(config.ca_bundle or ""),
-        credential,
-    )
-    return shared_session(
-        key,
-        lambda: GraphSession(
-            tenant_id=config.tenant_id,
-            client_id=config.client_id,
-            client_secret=secret,
-            certificate=certificate,
-            authority=config.authority,
-            graph_endpoint=config.graph_endpoint,
-            ca_bundle=config.ca_bundle,
-        ),
-    )
 
 
 def build_microsoft(config: MicrosoftCalendar, context: BuildContext) -> MicrosoftPushProvider:
@@ -159,7 +173,7 @@ def build_microsoft(config: MicrosoftCalendar, context: BuildContext) -> Microso
     return MicrosoftPushProvider(
         name=config.name,
         owner=config.owner,
-        session=_session(config),
+        session=config.session(),
         write_mode=config.write_mode,
         window_days=config.window_days,
     )

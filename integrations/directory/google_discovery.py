@@ -25,14 +25,24 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httplib2
 from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
+from pydantic import AfterValidator, Field, model_validator
 
 from feedback_agendas.integrations.calendars.google_client import load_credentials
+from feedback_agendas.integrations.config_types import (
+    Credentials,
+    Domain,
+    Email,
+    HttpUrl,
+    ProblemAt,
+    is_loopback_url,
+)
+from feedback_agendas.integrations.directory.discovery import SourceConfig
 from feedback_agendas.integrations.directory.google import DirectoryCalls
 from feedback_agendas.integrations.retry import DEFAULT_POLICY, RetryPolicy
 
@@ -66,8 +76,60 @@ def _manager_of(user: dict[str, Any]) -> str | None:
     return None
 
 
+def _check_org_unit(value: str) -> str:
+    if not value.startswith("/") or "'" in value or any(ch < " " for ch in value):
+        raise ValueError("an org unit path starts with '/' (such as /Engineering) and has no quote")
+    return value
+
+
+OrgUnitPath = Annotated[str, AfterValidator(_check_org_unit)]
+
+
+class GoogleDirectorySource(SourceConfig):
+    """``discover: google_directory``: every active person of a Workspace domain.
+
+    Each person found becomes a Google calendar read with the shared
+    ``credentials`` impersonating that person.
+    """
+
+    discover: Literal["google_directory"]
+    credentials: Credentials
+    subject: Email | None = None
+    domain: Domain | None = None
+    org_units: tuple[OrgUnitPath, ...] = ()
+    groups: tuple[Email, ...] = ()
+    api_endpoint: HttpUrl | None = None
+    batch_size: int | None = Field(default=None, ge=1, le=1000)
+    writes_per_minute: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _anonymous_only_on_loopback(self) -> GoogleDirectorySource:
+        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
+            raise ProblemAt(
+                "credentials", "'anonymous' is allowed only with an api_endpoint on this machine"
+            )
+        return self
+
+    def source_settings(self) -> dict[str, Any]:
+        settings = super().source_settings()
+        settings["credentials"] = str(self.credentials)
+        return settings
+
+    def scope(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "org_units": sorted(self.org_units),
+            "groups": sorted(g.lower() for g in self.groups),
+        }
+
+    def may_list(self, address: str) -> bool:
+        return self.domain in (None, address.rpartition("@")[2].lower())
+
+
 class GoogleDirectoryPeople:
     """Active users of a domain (optionally only some org units or groups), as one admin."""
+
+    config = GoogleDirectorySource
 
     def __init__(
         self,

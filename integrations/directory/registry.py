@@ -16,6 +16,7 @@ DIRECTORIES = Registry(
     DirectorySpec,
     {
         "google": "feedback_agendas.integrations.directory.google",
+        "microsoft": "feedback_agendas.integrations.directory.microsoft",
     },
 )
 

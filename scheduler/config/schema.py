@@ -48,7 +48,6 @@ from feedback_agendas.integrations.calendars.registry import provider_specs
 from feedback_agendas.integrations.config_types import (
     LOOPBACK_HOSTS,
     AgendaText,
-    Credentials,
     Domain,
     Email,
     EntryLabel,
@@ -64,11 +63,10 @@ from feedback_agendas.integrations.config_types import (
     Weekday,
     existing_dir,
     format_key_path,
-    is_loopback_url,
     resolve_path,
 )
 from feedback_agendas.integrations.directory.base import DirectoryConfig
-from feedback_agendas.integrations.directory.discovery import source_names
+from feedback_agendas.integrations.directory.discovery import SourceConfig, source_configs
 from feedback_agendas.integrations.directory.registry import directory_specs
 
 _SQLITE = re.compile(r"^(?P<scheme>sqlite(?:\+\w+)?):///(?P<path>[^?]*)(?P<query>\?.*)?$")
@@ -105,70 +103,9 @@ class StorageConfig(FrozenModel):
 CalendarConfig = CalendarEntry
 
 
-def _check_org_unit(value: str) -> str:
-    if not value.startswith("/") or "'" in value or any(ch < " " for ch in value):
-        raise ValueError("an org unit path starts with '/' (such as /Engineering) and has no quote")
-    return value
-
-
-def _check_discovery_source(value: str) -> str:
-    if value not in source_names():
-        raise ValueError(f"should be one of: {', '.join(source_names())}")
-    return value
-
-
-OrgUnitPath = Annotated[str, AfterValidator(_check_org_unit)]
-
-
-class CalendarDiscovery(FrozenModel):
-    """A source of calendars: every active person a directory names (``discover: NAME``).
-
-    Each person found becomes a calendar named by their address, read with
-    the shared ``credentials`` impersonating that person. The list is
-    refreshed at most once a day (:mod:`feedback_agendas.scheduler.sync.discovery`).
-    """
-
-    discover: Annotated[str, AfterValidator(_check_discovery_source)]
-    credentials: Credentials
-    subject: Email | None = None
-    domain: Domain | None = None
-    org_units: tuple[OrgUnitPath, ...] = ()
-    groups: tuple[Email, ...] = ()
-    exclude: tuple[Email, ...] = ()
-    api_endpoint: HttpUrl | None = None
-    batch_size: int | None = Field(default=None, ge=1, le=1000)
-    writes_per_minute: int | None = Field(default=None, ge=1)
-    # A refresh that would stop syncing more than this share of the list at
-    # once waits for ``feedback-agendas discover --accept``.
-    max_removal_share: float = Field(default=0.1, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _anonymous_only_on_loopback(self) -> CalendarDiscovery:
-        if self.credentials == "anonymous" and not is_loopback_url(self.api_endpoint):
-            raise ProblemAt(
-                "credentials", "'anonymous' is allowed only with an api_endpoint on this machine"
-            )
-        return self
-
-    def source_settings(self) -> dict[str, Any]:
-        """What the source is built from: every key but ``discover``, ``exclude`` and the share."""
-        settings = self.model_dump(exclude={"discover", "exclude", "max_removal_share"})
-        settings["credentials"] = str(self.credentials)
-        return settings
-
-    def source_key(self) -> str:
-        """A stable id of this source's scope (no credentials), under which its list is stored."""
-        import hashlib
-        import json
-
-        scope = {
-            "discover": self.discover,
-            "domain": self.domain,
-            "org_units": sorted(self.org_units),
-            "groups": sorted(g.lower() for g in self.groups),
-        }
-        digest = hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()[:16]
-        return f"{self.discover}:{digest}"
+# One ``discover:`` entry of ``calendars``. Each source's module declares its
+# own model (integrations/directory/<source>.py); :func:`config_model` joins them.
+CalendarDiscovery = SourceConfig
 
 
 def calendar_entry_positions(calendars: object) -> tuple[list[int], list[int]]:
@@ -511,7 +448,8 @@ def config_model() -> type[AppConfig]:
     """
     entries = tuple(spec.config for spec in provider_specs())
     directories = tuple(spec.config for spec in directory_specs())
-    model = _MODELS.get((entries, directories))
+    sources = source_configs()
+    model = _MODELS.get((entries, directories, sources))
     if model is None:
         org = create_model(
             "OrgConfig",
@@ -526,9 +464,13 @@ def config_model() -> type[AppConfig]:
             __base__=AppConfig,
             __module__=AppConfig.__module__,
             calendars=(tuple[entry, ...], AppConfig.model_fields["calendars"]),  # type: ignore[valid-type]
+            calendar_sources=(
+                tuple[_one_of(sources, "discover"), ...],  # type: ignore[misc]
+                AppConfig.model_fields["calendar_sources"],
+            ),
             org=(org, AppConfig.model_fields["org"]),
         )
-        _MODELS[entries, directories] = model
+        _MODELS[entries, directories, sources] = model
     return model
 
 
@@ -538,12 +480,12 @@ def calendar_entry_type() -> Any:
 
 
 @functools.cache
-def _one_of(models: tuple[type[FrozenModel], ...]) -> Any:
-    """X | Y | ... told apart by ``provider`` (one model stands alone)."""
+def _one_of(models: tuple[type[FrozenModel], ...], tag: str = "provider") -> Any:
+    """X | Y | ... told apart by ``tag`` (one model stands alone)."""
     if len(models) == 1:
         return models[0]
     any_model: Any = functools.reduce(operator.or_, models)
-    return Annotated[any_model, Field(discriminator="provider")]
+    return Annotated[any_model, Field(discriminator=tag)]
 
 
 def _string_values(items: list[tuple[int, dict[str, Any]]], key: str) -> set[str]:

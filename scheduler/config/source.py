@@ -28,7 +28,6 @@ from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from feedback_agendas.agendas.errors import ConfigError
-from feedback_agendas.integrations.calendars.registry import provider_names
 from feedback_agendas.integrations.config_types import Loc, ProblemAt, format_key_path
 from feedback_agendas.scheduler.config.schema import (
     AppConfig,
@@ -195,10 +194,14 @@ def line_of(root: Node, loc: Loc) -> int:
     return line + 1
 
 
+# The keys that tell a union's models apart: a calendar's provider, a source's kind.
+_UNION_TAGS = frozenset({"provider", "discover"})
+
+
 def _is_union_tag(node: MappingNode, part: str | int) -> bool:
     return any(
         isinstance(key, ScalarNode)
-        and key.value == "provider"
+        and key.value in _UNION_TAGS
         and isinstance(value, ScalarNode)
         and value.value == part
         for key, value in node.value
@@ -237,11 +240,13 @@ def _describe_error(error: Mapping[str, Any]) -> tuple[Loc, str]:
         return loc, "unknown key"
     if kind == "missing":
         return loc, "missing required key"
-    if kind == "union_tag_not_found":
-        return (*loc, "provider"), "missing required key"
-    if kind == "union_tag_invalid":
-        choices = ", ".join(provider_names())
-        return (*loc, "provider"), f"should be one of: {choices}"
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        tag = str(ctx.get("discriminator") or "provider").strip("'")
+        if kind == "union_tag_not_found":
+            return (*loc, tag), "missing required key"
+        expected = str(ctx.get("expected_tags") or "")
+        choices = ", ".join(t.strip().strip("'") for t in expected.split(",") if t.strip())
+        return (*loc, tag), f"should be one of: {choices}"
     if kind == "value_error":
         cause = ctx.get("error")
         if isinstance(cause, ProblemAt):

@@ -591,11 +591,10 @@ def former_calendar(cfg: AppConfig, address: str) -> CalendarConfig | None:
     """A calendar for ``address`` as a source would make it, though no source lists them now.
 
     So that ``revert --calendar ADDRESS`` can clean up after someone who left:
-    the first source whose domain is the address's (or that names no domain).
+    the first source that could list the address (its domain, where it names one).
     """
-    domain = address.rpartition("@")[2].lower()
     for source in cfg.calendar_sources:
-        if source.domain in (None, domain):
+        if source.may_list(address):
             try:
                 entry = calendar_entry(source.discover, source.source_settings(), address.lower())
                 calendar: CalendarConfig = _calendar_adapter().validate_python(entry)

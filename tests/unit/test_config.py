@@ -112,6 +112,7 @@ def test_the_commented_examples_in_the_example_are_valid(tmp_path: Path) -> None
         "- name: mona-google",
         "- name: mona-caldav",
         "- discover: google_directory",
+        "- discover: microsoft_directory",
         "# directory:",
         "# team_defaults:",
         "# email:",
@@ -123,7 +124,10 @@ def test_the_commented_examples_in_the_example_are_valid(tmp_path: Path) -> None
     (tmp_path / "secrets" / "service-account.json").write_text("{}", encoding="utf-8")
     path = write(tmp_path, text)
 
-    cfg = load_config(path, environ={"CALDAV_PASSWORD": "pw-from-env", "SMTP_PASSWORD": "pw"})
+    cfg = load_config(
+        path,
+        environ={"CALDAV_PASSWORD": "pw-from-env", "SMTP_PASSWORD": "pw", "MS_CLIENT_SECRET": "s"},
+    )
 
     _vdir, google, caldav = cfg.calendars
     assert isinstance(google, GoogleCalendar)
@@ -132,8 +136,9 @@ def test_the_commented_examples_in_the_example_are_valid(tmp_path: Path) -> None
     assert isinstance(caldav, CaldavCalendar)
     assert caldav.password is not None
     assert caldav.password.get_secret_value() == "pw-from-env"
-    [source] = cfg.calendar_sources
+    source, microsoft = cfg.calendar_sources
     assert source.credentials == google.credentials
+    assert (microsoft.discover, microsoft.write_mode) == ("microsoft_directory", "reminder")
     assert (source.org_units, source.exclude) == (("/Engineering",), ("ceo@example.com",))
     assert cfg.org.directory is not None
     assert cfg.org.team_defaults.goals == ("Ask for feedback every week",)
@@ -800,7 +805,8 @@ def test_a_discovery_source_sits_in_calendars_and_its_problems_at_their_lines(
         f"{path}:6: calendars[0].org_units[0]: an org unit path starts with '/' "
         "(such as /Engineering) and has no quote",
         f"{path}:9: calendars[1].owner: not an email address (name@domain)",
-        f"{path}:10: calendars[2].discover: should be one of: google_directory",
+        f"{path}:10: calendars[2].discover: should be one of: google_directory, "
+        "microsoft_directory",
     ]
 
 
