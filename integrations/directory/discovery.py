@@ -68,6 +68,10 @@ class SourceConfig(FrozenModel):
         digest = hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()[:16]
         return f"{self.discover}:{digest}"
 
+    def problems_here(self) -> list[tuple[str, str]]:
+        """(key, message) for what this entry names on this machine and cannot use."""
+        return []
+
     def may_list(self, address: str) -> bool:
         """Could this source list ``address``? (``revert`` of someone who left.)"""
         return True

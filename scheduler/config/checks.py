@@ -7,7 +7,7 @@ and the daemon then fail that calendar on every cycle. Before they run,
 they use wherever there is one, so that ``check-config`` never says ok for a
 config that ``sync`` then rejects:
 
-* what each calendar entry and ``org.directory`` names here, as its provider
+* what each calendar entry, calendar source and ``org.directory`` names here, as its provider
   checks it (``problems_here``): a vdir folder exists and can be read and
   written; a credentials file is readable by us, private (no permissions for
   group or others), and loadable the way the provider loads it;
@@ -64,6 +64,7 @@ def check_located(located: LocatedConfig) -> list[str]:
     cfg = located.config
     found = [
         *_calendar_problems(cfg),
+        *_source_problems(cfg),
         *_directory_problems(cfg),
         *_storage_problems(cfg),
         *_team_problems(cfg),
@@ -80,6 +81,15 @@ def _calendar_problems(cfg: AppConfig) -> list[Problem]:
         (("calendars", index, key), message)
         for index, calendar in enumerate(cfg.calendars)
         for key, message in calendar.problems_here()
+    ]
+
+
+def _source_problems(cfg: AppConfig) -> list[Problem]:
+    """What each ``discover:`` entry names here (placed at its entry in ``calendars``)."""
+    return [
+        (("calendar_sources", index, key), message)
+        for index, source in enumerate(cfg.calendar_sources)
+        for key, message in source.problems_here()
     ]
 
 

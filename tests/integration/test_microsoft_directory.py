@@ -277,6 +277,16 @@ def test_bad_entries_name_the_file_line_and_key(tmp_path: Path, graph: FakeGraph
     result = CliRunner().invoke(main, ["check-config", "--config", str(path)])
     assert result.exit_code == 2, result.output
     assert "calendars[0].client_secret: is empty" in result.output
+    # check-config looks at what the source names on this machine, as for a calendar.
+    keys = {"client_secret": None, "certificate": {"path": "app.pem", "thumbprint": "ab" * 20}}
+    data = yaml.safe_load(write_config(tmp_path, graph, **keys).read_text())
+    del data["calendars"][0]["client_secret"]
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    result = CliRunner().invoke(main, ["check-config", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"calendars[0].certificate.path: file not found: {tmp_path / 'app.pem'}" in (
+        result.output
+    )
     path = write_config(tmp_path, graph, discover="microsoft_directry")
     result = CliRunner().invoke(main, ["check-config", "--config", str(path)])
     assert "calendars[0].discover: should be one of: google_directory, microsoft_directory" in (
