@@ -108,7 +108,7 @@ def graph_error_code(body: Mapping[str, Any]) -> str:
 
 def error_for(
     status: int, body: Mapping[str, Any], operation: str, retry_after: float | None
-) -> Exception:
+) -> FeedbackAgendasError:
     """Our exception for a Graph error answer (status and error code only)."""
     code = graph_error_code(body)
     text = f"graph {operation}: HTTP {status}" + (f" {code}" if code else "")
@@ -384,12 +384,11 @@ class GraphSession:
                     body=body,
                     headers=headers,
                 )
-            except TransientError as exc:
+            except TransientError:  # the network, or the token endpoint, failed on the way
                 if attempt >= self._retries:
                     raise
                 self._sleep(min(RETRY_AFTER_CAP, 2.0**attempt))
                 attempt += 1
-                del exc
                 continue
             if 200 <= reply.status < 300:
                 return reply
@@ -474,7 +473,4 @@ def raise_for(reply: GraphReply, operation: str) -> None:
     """Raise our exception for a non-2xx ``reply`` (a ``$batch`` answer)."""
     if 200 <= reply.status < 300:
         return
-    error = error_for(reply.status, reply.body, operation, retry_after_seconds(reply.headers))
-    if isinstance(error, FeedbackAgendasError):
-        raise error
-    raise ProviderError(str(error))  # pragma: no cover - error_for returns ours
+    raise error_for(reply.status, reply.body, operation, retry_after_seconds(reply.headers))
