@@ -244,11 +244,14 @@ class BuildContext:
     ``collections`` (the store) lets a provider remember what it discovered
     across processes (CalDAV: the collection URL of a calendar named by its
     display name); it may be None (a preview). ``clock`` (seconds) times
-    budgets and deadlines; None means ``time.monotonic``.
+    budgets and deadlines; None means ``time.monotonic``. ``now`` is the
+    runtime's wall clock, for what a provider decides by the date (Microsoft
+    writes a meeting at most once a day); None means ``datetime.now(UTC)``.
     """
 
     collections: Any = None
     clock: Callable[[], float] | None = None
+    now: Callable[[], datetime] | None = None
 
 
 @dataclass(frozen=True, slots=True)

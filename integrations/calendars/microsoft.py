@@ -2,12 +2,15 @@
 
 Reading is ``calendarView/delta`` over a window fixed inside the delta token
 (from yesterday to :attr:`MicrosoftProvider.window_days` ahead). The cursor
-holds the window and the ``@odata.deltaLink``; once yesterday has passed the
-window's start, the cursor is refused (:class:`CursorExpired`) and a new
-round starts. Delta reports skeletons (id, type, seriesMasterId, start,
-end); the provider fills them with ``$batch`` GETs of the fields it maps and
-its extended property: a series by its master, an exception by itself. A
-quiet cycle is one delta call.
+holds the window and the ``@odata.deltaLink``; the window slides once a week
+(:data:`WINDOW_SLACK`): when its start lies more than a week behind yesterday,
+or its end less than a week beyond the days wanted, the cursor is refused
+(:class:`CursorExpired`) and a new round starts. A new round costs a listing of
+the window and its ``$batch`` fills, so a quiet day stays one delta call per
+mailbox and the round is paid once a week, not daily. Delta reports skeletons
+(id, type, seriesMasterId, start, end); the provider fills them with ``$batch``
+GETs of the fields it maps and its extended property: a series by its master,
+an exception by itself. A quiet cycle is one delta call.
 
 Writing (``write_mode: body``): Graph has no ``sendUpdates=none``; every
 change to the organizer's body sends each attendee a meeting update. So a
@@ -65,6 +68,8 @@ from feedback_agendas.integrations.calendars.microsoft_map import (
 from feedback_agendas.integrations.calendars.microsoft_session import GraphSession, raise_for
 
 WriteMode = Literal["body", "reminder"]
+# How far a delta round's window may lag behind the one wanted before a new round starts.
+WINDOW_SLACK = timedelta(days=7)
 CURSOR_VERSION = "ms1"
 PAGE_SIZE = 200
 PREFER_READ = 'IdType="ImmutableId", outlook.timezone="UTC"'
@@ -172,7 +177,7 @@ class MicrosoftProvider:
         except ValueError:
             raise CursorExpired("graph delta: unreadable cursor window") from None
         wanted_low, wanted_high = self._window()
-        if wanted_low > low or wanted_high - timedelta(days=7) > high:
+        if wanted_low - low > WINDOW_SLACK or wanted_high - WINDOW_SLACK > high:
             raise CursorExpired("graph delta: the window moved; a new round starts")
         if not parts[3].startswith(self.session.graph + "/"):
             raise CursorExpired("graph delta: the cursor names another endpoint")

@@ -176,6 +176,7 @@ def build_microsoft(config: MicrosoftCalendar, context: BuildContext) -> Microso
         session=config.session(),
         write_mode=config.write_mode,
         window_days=config.window_days,
+        now=context.now,
     )
 
 

@@ -98,7 +98,10 @@ class Daemon:
         # CalDAV calendars reuse the collection URLs discovered by any process;
         # providers time their rate limits and quota cool-downs on our clock.
         self.provider_factory = provider_factory or partial(
-            build_provider, store=self.store, clock=lambda: self.clock().timestamp()
+            build_provider,
+            store=self.store,
+            clock=lambda: self.clock().timestamp(),
+            now=lambda: self.clock(),
         )
         self.replica_id = replica_id or local_replica_id()
         self.lease_ttl = lease_ttl

@@ -3,8 +3,9 @@
 Microsoft's ``write_mode: reminder`` makes its provider say ``writes_events =
 False``: every write to a meeting would send each attendee an Outlook update.
 The runtime is provider-neutral, so this drives it with a memory calendar that
-says the same. Real parts: SQLite through the migrations, apprise delivering
-to aiosmtpd (the manager's private mail) and to a JSON webhook receiver (the
+says the same, then once through the Microsoft provider against the local
+Graph. Real parts: SQLite through the migrations, apprise delivering to
+aiosmtpd (the manager's private mail) and to a JSON webhook receiver (the
 team's channel), and an injected clock.
 """
 
@@ -25,6 +26,7 @@ from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from tests.support.clock import Clock
+from tests.support.graph import CLIENT_ID, SECRET, start_graph
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm
@@ -160,6 +162,67 @@ def test_a_written_calendar_keeps_its_reminders_without_the_agenda(tmp_path: Pat
             daemon.send_due()
             [mail] = smtp.mails
             assert "not written into the meeting" not in mail.body
+        finally:
+            daemon.shutdown()
+            daemon.store.close()
+
+
+def test_a_microsoft_mailbox_in_reminder_mode_gets_its_agenda_by_mail_and_no_update(
+    tmp_path: Path,
+) -> None:
+    """The same through the real provider, msal and the local Graph over HTTPS."""
+    with start_graph() as graph, SmtpReceiver() as smtp:
+        start = MONDAY + timedelta(hours=3)
+        graph.store.add_event(
+            MONA,
+            subject="Mona / Sara",
+            start=start,
+            end=start + timedelta(minutes=30),
+            body="<div>Teams join: https://teams.microsoft.com/l/meetup-join/x</div>",
+            attendees=[(MONA, "required"), (SARA, "required")],
+            weekly=True,
+        )
+        data = {
+            "storage": {"url": f"sqlite:///{tmp_path / 'fa.db'}"},
+            "calendars": [
+                {
+                    "name": MONA,
+                    "provider": "microsoft",
+                    "owner": MONA,
+                    "tenant_id": graph.tenant,
+                    "client_id": CLIENT_ID,
+                    "client_secret": SECRET,
+                    "write_mode": "reminder",
+                    "authority": graph.authority,
+                    "graph_endpoint": graph.graph_endpoint,
+                    "ca_bundle": graph.ca_file,
+                }
+            ],
+            "org": {
+                "internal_domains": ["example.com"],
+                "teams": [
+                    {"name": "platform", "manager": MONA, "members": [SARA, ERIK], "goals": [GOAL]}
+                ],
+            },
+            "reminders": {"email": smtp.url("{address}")},
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        clock = Clock(MONDAY)
+        daemon = Daemon(load_config(path), clock=clock)
+        try:
+            report = daemon.sync_calendar(MONA)
+            assert report is not None and report.ok, report and report.error_message
+            clock.now = start - timedelta(minutes=59)
+            daemon.send_due()
+            [mail] = smtp.mails
+            assert mail.recipients == (MONA,)
+            assert "not written into the meeting" in mail.body and GOAL in mail.body
+            for day in range(1, 8):
+                clock.now = MONDAY + timedelta(days=day)
+                report = daemon.sync_calendar(MONA)
+                assert report is not None and report.ok, report and report.error_message
+            assert graph.requests["patch"] == 0 and graph.updates() == []
         finally:
             daemon.shutdown()
             daemon.store.close()

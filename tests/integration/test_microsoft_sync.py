@@ -331,11 +331,19 @@ def test_occurrence_refs_and_the_window(world: World) -> None:
     )
     carols = next(m for m in changes.meetings if m.ref.event_id == world.events["carols"])
     assert not carols.editable
-    # A day later the window has moved: the stored cursor starts a new round.
+    # A day later the stored window still serves: one delta call, no new round.
     world.now = NOW + timedelta(days=1)
+    before = Counter(world.graph.requests)
+    next_day = world.provider().read_changes(changes.cursor)
+    assert not next_day.full
+    assert Counter(world.graph.requests) - before == Counter(
+        {"delta": 1, "token": 1, "discovery": 1}
+    )
+    # More than a week later the window has moved: the stored cursor starts a new round.
+    world.now = NOW + timedelta(days=8)
     later = world.provider()
     from feedback_agendas.agendas.errors import CursorExpired
 
     with pytest.raises(CursorExpired):
-        later.read_changes(changes.cursor)
+        later.read_changes(next_day.cursor)
     assert replace(series).ref == series.ref
