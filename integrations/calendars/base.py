@@ -91,6 +91,18 @@ def writes_events(provider: CalendarProvider) -> bool:
     return bool(getattr(provider, "writes_events", True))
 
 
+def write_notices(provider: CalendarProvider, meeting: Meeting) -> int:
+    """How many people a write of ``meeting``'s description notifies (0: a silent write).
+
+    A provider whose writes are not silent (Microsoft Graph sends every
+    attendee an Outlook meeting update) says so with an optional
+    ``write_notices(meeting) -> int``; ``sync --dry-run`` and ``preview`` show
+    the sum before anything is written.
+    """
+    count = getattr(provider, "write_notices", None)
+    return int(count(meeting)) if count is not None and writes_events(provider) else 0
+
+
 # -- push: optional ---------------------------------------------------------------
 
 

@@ -125,6 +125,13 @@ class MicrosoftProvider:
         """False in ``write_mode: reminder``: the runtime then puts agendas in reminders."""
         return self.write_mode == "body"
 
+    def write_notices(self, meeting: Meeting) -> int:
+        """The meeting updates a write of ``meeting`` sends: one per attendee but us."""
+        if not self.writes_events:
+            return 0
+        us = {self.mailbox, (meeting.organizer or "").lower()}
+        return len({a.email for a in meeting.attendees} - us)
+
     # -- HTTP --------------------------------------------------------------------
 
     def _path(self, tail: str) -> str:

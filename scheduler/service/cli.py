@@ -221,6 +221,8 @@ def preview(config_path: Path, address: str, days: int, as_json: bool) -> None:
         click.echo(f"kind:     {kind}")
         click.echo(f"slots:    {', '.join(item.slots) or '-'}")
         click.echo(f"why:      {item.why}")
+        if item.notices:
+            click.echo(f"updates:  writing it sends {item.notices} attendee(s) a meeting update")
         if item.agenda is not None:
             click.echo("agenda:")
             for line in item.agenda.splitlines():
@@ -230,6 +232,11 @@ def preview(config_path: Path, address: str, days: int, as_json: bool) -> None:
         click.echo(f"unreadable: {calendar}: {_short_id(event_id)}: {why}")
     if not result.items and not result.unreadable:
         click.echo("No meetings in this window.")
+    if result.notices:
+        click.echo(
+            f"A sync now would send {result.notices} meeting update(s) to attendees: Outlook"
+            " notifies every attendee when a meeting's body changes."
+        )
 
 
 @main.command()
@@ -438,7 +445,14 @@ def _when(decision: Decision) -> str:
 
 def _totals_line(summary: dict[str, Any]) -> str:
     actions = ", ".join(f"{k}={v}" for k, v in summary["actions"].items())
-    return f"writes={summary['writes']} {actions}"
+    line = f"writes={summary['writes']} {actions}"
+    if summary["notices"]:
+        verb = "would send" if summary.get("dry_run") else "sent"
+        line += (
+            f"\nthese writes {verb} {summary['notices']} meeting update(s) to attendees"
+            " (Outlook notifies every attendee of a change to a meeting's body)"
+        )
+    return line
 
 
 def _add_daemon_commands() -> None:

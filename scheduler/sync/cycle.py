@@ -51,7 +51,11 @@ from feedback_agendas.agendas.model import (
 )
 from feedback_agendas.agendas.policy import Rules
 from feedback_agendas.agendas.render import AgendaRenderer
-from feedback_agendas.integrations.calendars.base import CalendarProvider, writes_events
+from feedback_agendas.integrations.calendars.base import (
+    CalendarProvider,
+    write_notices,
+    writes_events,
+)
 from feedback_agendas.scheduler.storage.store import (
     MAX_EVENT_ID,
     MAX_RECURRENCE_ID,
@@ -178,7 +182,13 @@ class Cycle:
         self.records = self.store.records(self.calendar)
         meetings, deleted = self._events_to_decide(changes, due=start.due)
         self._decide(meetings)
-        if not self.dry_run:
+        if self.dry_run:
+            self.report.notices = sum(
+                write_notices(self.provider, d.meeting)
+                for d in self.decisions.values()
+                if d.needs_write
+            )
+        else:
             if writes_events(self.provider):
                 self._write_with_retries()
             else:
@@ -275,6 +285,7 @@ class Cycle:
                 ref = decision.meeting.ref
                 if outcome.ok:
                     self.report.writes += 1
+                    self.report.notices += write_notices(self.provider, decision.meeting)
                     self.written_hash[ref] = decision.block_hash
                     self.outcomes[ref] = decision.action.value
                 elif isinstance(outcome.error, PreconditionFailed):

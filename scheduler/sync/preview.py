@@ -11,7 +11,7 @@ or stores them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,25 @@ from feedback_agendas.agendas.reasons import (
     explain_reason,
 )
 from feedback_agendas.agendas.recurrence import RecurrenceError, next_occurrence
+from feedback_agendas.integrations.calendars.base import (
+    CalendarProvider,
+    write_notices,
+    writes_events,
+)
 from feedback_agendas.scheduler.config.schema import AppConfig, CalendarConfig
 from feedback_agendas.scheduler.service.commands import agenda_text, make_renderer
 from feedback_agendas.scheduler.storage.opt_outs import opted_out_addresses
 from feedback_agendas.scheduler.storage.store import EventRecord, Store
-from feedback_agendas.scheduler.sync.cycle import decide_event
+from feedback_agendas.scheduler.sync.cycle import IN_REMINDER, decide_event
 from feedback_agendas.scheduler.sync.failures import describe_failure
 from feedback_agendas.scheduler.sync.org_directory import resolve_rules
 from feedback_agendas.scheduler.sync.providers import build_provider
+
+
+IN_REMINDER_TEXT = (
+    "This calendar is never written (write_mode reminder): the agenda goes into the"
+    " reminder before the meeting instead."
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class PreviewItem:
     reason: str | None
     why: str
     agenda: str | None
+    # People a write of this meeting would notify (Outlook meeting updates); 0: silent.
+    notices: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,6 +90,7 @@ class PreviewItem:
             "reason": self.reason,
             "why": self.why,
             "agenda": self.agenda,
+            "notices": self.notices,
         }
 
 
@@ -90,6 +104,11 @@ class Preview:
     # Events that could not be read, so get no agenda: (calendar, event id, why).
     unreadable: tuple[tuple[str, str, str], ...] = ()
 
+    @property
+    def notices(self) -> int:
+        """The meeting updates a sync now would send to attendees (0 where writes are silent)."""
+        return sum(item.notices for item in self.items)
+
     def as_json(self) -> dict[str, Any]:
         return {
             "user": self.user,
@@ -100,6 +119,7 @@ class Preview:
             "unreadable": [
                 {"calendar": c, "event_id": e, "why": why} for c, e, why in self.unreadable
             ],
+            "notices": self.notices,
         }
 
 
@@ -130,7 +150,7 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
     unreadable: list[tuple[str, str, str]] = []
     for calendar in calendars:
         records = _records(cfg, calendar.name)
-        changes = _read_all(calendar)
+        changes, provider = _read_all(calendar)
         unreadable += [
             (calendar.name, bad.ref.event_id, explain_reason("malformed"))
             for bad in changes.unreadable
@@ -140,7 +160,15 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
             span = _when(meeting, decision, now)
             if span is None or span[0] >= until:
                 continue
-            items.append(_item(calendar.name, meeting, decision, span))
+            notices = write_notices(provider, meeting) if decision.needs_write else 0
+            item = _item(calendar.name, meeting, decision, span, notices)
+            if decision.needs_write and not writes_events(provider):
+                item = replace(
+                    item,
+                    action=IN_REMINDER,
+                    why=f"{item.why} {IN_REMINDER_TEXT}",
+                )
+            items.append(item)
     items.sort(key=lambda i: (i.start, i.calendar, i.event_id, i.recurrence_id or ""))
     return Preview(
         user=address,
@@ -152,14 +180,17 @@ def preview_user(cfg: AppConfig, address: str, now: datetime, days: int = 14) ->
     )
 
 
-def _read_all(calendar: CalendarConfig) -> ChangeSet:
-    """Every event of ``calendar``; a calendar that cannot be read is a UserError saying why."""
+def _read_all(calendar: CalendarConfig) -> tuple[ChangeSet, CalendarProvider]:
+    """Every event of ``calendar``, and its provider (closed, to ask what a write costs).
+
+    A calendar that cannot be read is a UserError saying why.
+    """
     try:
         # No store: a CalDAV provider then finds its collection again rather
         # than remembering it, so the preview stores nothing.
         provider = build_provider(calendar)
         try:
-            return provider.read_changes(None)
+            return provider.read_changes(None), provider
         finally:
             provider.close()
     except Exception as exc:
@@ -214,7 +245,11 @@ def _when(meeting: Meeting, decision: Decision, now: datetime) -> tuple[datetime
 
 
 def _item(
-    calendar: str, meeting: Meeting, decision: Decision, span: tuple[datetime, datetime]
+    calendar: str,
+    meeting: Meeting,
+    decision: Decision,
+    span: tuple[datetime, datetime],
+    notices: int = 0,
 ) -> PreviewItem:
     kind = decision.classification.kind
     action = decision.action
@@ -240,4 +275,5 @@ def _item(
         reason=decision.reason,
         why=" ".join(why),
         agenda=agenda_text(decision),
+        notices=notices,
     )

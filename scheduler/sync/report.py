@@ -27,6 +27,9 @@ class CycleReport:
     finished_at: datetime | None = None
     full_resync: bool = False
     writes: int = 0
+    # People notified by this cycle's writes (Outlook meeting updates), or by
+    # the writes a dry run would make; 0 where writes are silent (Google, ICS).
+    notices: int = 0
     conflicts: int = 0
     requests: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
@@ -119,6 +122,7 @@ def summarise(reports: Iterable[CycleReport]) -> dict[str, Any]:
     """Merge per-calendar reports into the JSON object ``sync --json`` prints."""
     total: dict[str, Any] = {
         "writes": 0,
+        "notices": 0,
         "requests": Counter(),
         "actions": Counter(),
         "skipped": Counter(),
@@ -131,6 +135,7 @@ def summarise(reports: Iterable[CycleReport]) -> dict[str, Any]:
     }
     for r in reports:
         total["writes"] += r.writes
+        total["notices"] += r.notices
         total["conflicts"] += r.conflicts
         total["requests"].update(r.requests)
         total["actions"].update(r.actions)
@@ -154,6 +159,7 @@ def summarise(reports: Iterable[CycleReport]) -> dict[str, Any]:
             "error": r.error_message,
             "errors": dict(sorted(r.errors.items())),
             "writes": r.writes,
+            "notices": r.notices,
         }
     total["ok"] = all(c["ok"] for c in total["calendars"].values())
     for key in ("requests", "actions", "skipped", "errors"):
