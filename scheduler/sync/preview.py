@@ -41,7 +41,6 @@ from feedback_agendas.scheduler.sync.failures import describe_failure
 from feedback_agendas.scheduler.sync.org_directory import resolve_rules
 from feedback_agendas.scheduler.sync.providers import build_provider
 
-
 IN_REMINDER_TEXT = (
     "This calendar is never written (write_mode reminder): the agenda goes into the"
     " reminder before the meeting instead."
