@@ -87,7 +87,16 @@ def test_preview_after_a_sync_changes_no_file_and_no_row_and_has_a_json_shape(
 
     assert snapshot(example.parent) == files  # the calendar and the database file
     assert table_rows(db) == rows
-    assert set(report) == {"user", "calendars", "from", "until", "meetings", "unreadable"}
+    assert set(report) == {
+        "user",
+        "calendars",
+        "from",
+        "until",
+        "meetings",
+        "unreadable",
+        "notices",
+    }
+    assert report["notices"] == 0  # files are written silently
     assert report["user"] == MONA and report["calendars"] == ["mona"]
     assert report["unreadable"] == []
     meetings = report["meetings"]
@@ -96,7 +105,7 @@ def test_preview_after_a_sync_changes_no_file_and_no_row_and_has_a_json_shape(
     bob = next(m for m in meetings if m["event_id"].startswith("bob-1on1"))
     assert set(bob) == {
         "calendar", "event_id", "recurrence_id", "start", "end", "timezone", "series",
-        "title", "kind", "action", "slots", "reason", "why", "agenda",
+        "title", "kind", "action", "slots", "reason", "why", "agenda", "notices",
     }  # fmt: skip
     assert bob["title"] == "Bob 1:1" and bob["kind"] == "one_on_one"
     assert bob["slots"] == ["better"] and bob["reason"] is None
