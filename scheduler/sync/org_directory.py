@@ -59,15 +59,19 @@ def resolve_rules(cfg: AppConfig, directory_factory: DirectoryFactory | None = N
     Never raises for a directory failure: it logs a warning and returns
     ``cfg.rules()``.
     """
-    return _resolve(cfg, directory_factory)[0]
+    return merge_directory_teams(cfg, ask_directory(cfg, directory_factory) or [])
 
 
-def _resolve(cfg: AppConfig, directory_factory: DirectoryFactory | None) -> tuple[Rules, bool]:
-    """(rules, whether the directory answered); no directory configured counts as answered."""
-    rules = cfg.rules()
+def ask_directory(
+    cfg: AppConfig, directory_factory: DirectoryFactory | None = None
+) -> list[ManagerReports] | None:
+    """The reports of every manager to ask (:func:`managers_to_ask`); None when it failed.
+
+    A config without ``org.directory`` asks nothing and gets ``[]``.
+    """
     settings = cfg.org.directory
     if settings is None:
-        return rules, True
+        return []
     factory = directory_factory or build_directory
     found: list[ManagerReports] = []
     try:
@@ -82,13 +86,25 @@ def _resolve(cfg: AppConfig, directory_factory: DirectoryFactory | None) -> tupl
             "the org directory could not be read (%s); using the teams in the config",
             type(exc).__name__,
         )
-        return rules, False
+        return None
+    return found
+
+
+def merge_directory_teams(cfg: AppConfig, found: list[ManagerReports]) -> Rules:
+    """``cfg``'s rules plus a team for each manager in ``found`` the config does not cover.
+
+    Pure: the directory's answer may be an earlier one, so that a new config
+    (a reload) applies at once without asking the directory again.
+    """
+    rules = cfg.rules()
+    if cfg.org.directory is None or not found:
+        return rules
     configured = {team.name for team in rules.org.teams}
     teams = tuple(
         team if team.name in configured else with_directory_settings(cfg, team)
         for team in merge_teams(rules.org.teams, found)
     )
-    return dataclasses.replace(rules, org=dataclasses.replace(rules.org, teams=teams)), True
+    return dataclasses.replace(rules, org=dataclasses.replace(rules.org, teams=teams))
 
 
 def with_directory_settings(cfg: AppConfig, team: Team) -> Team:
@@ -99,8 +115,9 @@ def with_directory_settings(cfg: AppConfig, team: Team) -> Team:
 class RulesCache:
     """The daemon's rules, with the directory asked at most once a day.
 
-    After a failure the last good rules stay in use (teams do not flicker
-    away during an outage) and the directory is asked again an hour later.
+    After a failure the directory's last good answer stays in use (teams do
+    not flicker away during an outage), merged into the current config, and
+    the directory is asked again an hour later.
     """
 
     def __init__(
@@ -114,6 +131,8 @@ class RulesCache:
         self.directory_factory = directory_factory
         self.refresh_every = refresh_every
         self._rules: Rules | None = None
+        self._found: list[ManagerReports] | None = None  # the last good answer
+        self._asked: tuple[object, list[str]] | None = None  # what it answered
         self._next_refresh: datetime | None = None
 
     def rules(self, now: datetime) -> Rules:
@@ -125,11 +144,38 @@ class RulesCache:
 
     def refresh(self, now: datetime) -> Rules:
         """Ask the directory now (a config without ``org.directory`` is never asked again)."""
-        rules, answered = _resolve(self.cfg, self.directory_factory)
-        if answered or self._rules is None:
-            self._rules = rules
+        found = ask_directory(self.cfg, self.directory_factory)
+        if found is not None:
+            self._found = found
+            self._asked = _question(self.cfg)
+        rules = self._keep(merge_directory_teams(self.cfg, self._found or []))
         if self.cfg.org.directory is None:
             self._next_refresh = None
         else:
+            answered = found is not None
             self._next_refresh = now + (self.refresh_every if answered else RETRY_AFTER_FAILURE)
+        return rules
+
+    def use_config(self, cfg: AppConfig, now: datetime) -> Rules:
+        """The rules of ``cfg`` (a reload, or calendars found or lost).
+
+        The directory is asked again only when the question changed (its
+        settings, or the calendar owners to ask about); otherwise its last
+        answer is merged into ``cfg`` at once.
+        """
+        self.cfg = cfg
+        if self._found is not None and self._asked == _question(cfg):
+            return self._keep(merge_directory_teams(cfg, self._found))
+        return self.refresh(now)
+
+    def _keep(self, rules: Rules) -> Rules:
+        # The same object while nothing changed: the daemon recomputes its fingerprint only then.
+        if rules != self._rules:
+            self._rules = rules
+        assert self._rules is not None
         return self._rules
+
+
+def _question(cfg: AppConfig) -> tuple[object, list[str]]:
+    """What the directory is asked for ``cfg``: its settings and the managers."""
+    return cfg.org.directory, managers_to_ask(cfg)
