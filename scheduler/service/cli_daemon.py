@@ -33,12 +33,15 @@ def _config(config_path: Path):  # type: ignore[no-untyped-def]
 @CONFIG
 @click.option("--interval", type=float, default=None, help="Seconds between cycles of a calendar.")
 def run(config_path: Path, interval: float | None) -> None:
-    """Keep agendas current and send reminders until stopped (SIGTERM/SIGINT)."""
+    """Keep agendas current and send reminders until stopped (SIGTERM/SIGINT).
+
+    SIGHUP, or a change of the config file, reloads the config.
+    """
     from feedback_agendas.scheduler.service.loop import run_forever
 
     cfg = _config(config_path)
     try:
-        code = run_forever(cfg, interval_seconds=interval, echo=click.echo)
+        code = run_forever(cfg, config_path=config_path, interval_seconds=interval, echo=click.echo)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

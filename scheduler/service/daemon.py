@@ -14,6 +14,15 @@ Several replicas may share one PostgreSQL database: a calendar is synced only
 under a lease (``calendar:NAME`` in the leases table) and outbox rows are
 claimed with leases too. A replica that dies stops renewing; its work moves
 on when the leases expire.
+
+A reload (:meth:`Daemon.use_config`, driven by
+:mod:`feedback_agendas.scheduler.service.reload`) swaps the config under the
+running jobs: each calendar's next cycle runs on the new one.
+
+It runs past 400 lines because :class:`Daemon` is the one place where a
+replica's moving state lives (its calendars, rules and renderer, providers,
+held leases, reminder settings) and every change of it (a cycle, a source's
+new list, a reload, a shutdown) must see the others' locks and turns.
 """
 
 from __future__ import annotations
@@ -29,7 +38,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.policy import Rules, Team
-from feedback_agendas.integrations.calendars.base import CalendarProvider, writes_events
+from feedback_agendas.agendas.render import AgendaRenderer
+from feedback_agendas.integrations.calendars.base import (
+    CalendarConfig,
+    CalendarProvider,
+    writes_events,
+)
 from feedback_agendas.integrations.notify.apprise_notifier import AppriseNotifier
 from feedback_agendas.integrations.notify.base import Notifier
 from feedback_agendas.scheduler.config.schema import AppConfig
@@ -46,6 +60,7 @@ from feedback_agendas.scheduler.service.calendar_turns import ProviderCache, Tur
 from feedback_agendas.scheduler.service.commands import make_renderer
 from feedback_agendas.scheduler.service.metrics import CONTENT_TYPE_LATEST, DaemonMetrics
 from feedback_agendas.scheduler.service.readiness import ReplicaState, readiness
+from feedback_agendas.scheduler.service.reload import keep_running_settings
 from feedback_agendas.scheduler.service.sender import ReminderSender, SendReport
 from feedback_agendas.scheduler.service.web.self_service import opt_out_links
 from feedback_agendas.scheduler.storage.leases import Leases, local_replica_id
@@ -112,8 +127,13 @@ class Daemon:
         # from the stored lists; refreshed daily by housekeeping.
         self.calendar_list = CalendarList(cfg, self.store, holder=self.replica_id)
         self.calendars = {c.name: c for c in self.calendar_list.current(clock())}
-        # Set by the service: called with (added, removed) calendar names.
+        # Set by the service: called with (added, removed) calendar names, and
+        # with the new config after a reload (use_config).
         self.on_calendars_changed: Callable[[list[str], list[str]], None] = lambda _a, _r: None
+        self.on_config_changed: Callable[[AppConfig], None] = lambda _cfg: None
+        # One change of calendars, config or rules at a time (housekeeping, a
+        # reload, an opt-out page): none may apply a list or rules read before another's.
+        self._changing = threading.RLock()
         # The config's teams, plus the directory's (org.directory) for the owners
         # of every calendar we sync and the sources' teams, refreshed daily.
         self.rules_cache = RulesCache(self.resolved_config())
@@ -121,10 +141,9 @@ class Daemon:
         # Every team of the rules gets reminders (the directory's too). One dict,
         # updated in place, shared with the read-backs and the sender.
         self.teams: dict[str, Team] = {}
-        # The rules with their fingerprint, swapped as one: a cycle reads both.
-        # They hold the self-service opt-outs too (see _use_rules).
-        self._rules_basis: tuple[Rules, frozenset[str]] | None = None
-        self._use_rules(self.rules_cache.rules(clock()))
+        # The rules with their fingerprint and renderer, swapped as one: a cycle
+        # reads all three. They hold the self-service opt-outs too (see _use_rules).
+        self._rules_basis: tuple[Rules, frozenset[str], AgendaRenderer] | None = None
         self.personal = cfg.personal_channels()
         self.settings = reminder_settings(cfg)
         self.last_cycle_at: datetime | None = None
@@ -166,37 +185,93 @@ class Daemon:
             opt_out_link=opt_out_links(cfg),
             agenda_renderer=lambda: self.renderer,
         )
+        self._use_rules(self.rules_cache.rules(clock()))
 
     # -- calendars and teams ---------------------------------------------------
 
     def refresh_calendars(
-        self, now: datetime | None = None, *, force: bool = False, cfg: AppConfig | None = None
+        self, now: datetime | None = None, *, force: bool = False
     ) -> tuple[list[str], list[str]]:
         """Bring the calendars up to date with the sources' lists; return (added, removed).
 
         Lists a source when it is due (daily, or at once when ``force``) and
         picks up a list another process stored (a replica's refresh,
-        ``discover --accept``). A config reload passes the new ``cfg``: its
-        calendars and sources are used from then on (a source whose scope
-        changed is listed at once). A removed calendar is no longer synced.
+        ``discover --accept``). A removed calendar is no longer synced.
         """
         now = now or self.clock()
-        if cfg is not None and cfg != self.calendar_list.cfg:
-            self.calendar_list = CalendarList(cfg, self.store, holder=self.replica_id)
-        current = {c.name: c for c in self.calendar_list.current(now, force=force)}
+        with self._changing:
+            return self._follow_calendars(self.calendar_list.current(now, force=force), now)
+
+    def use_config(self, cfg: AppConfig, now: datetime | None = None) -> tuple[str, ...]:
+        """Run on ``cfg`` (a reload) from each calendar's next cycle on; return what needs restart.
+
+        Everything follows: calendars (added ones are scheduled, removed ones
+        let go: their provider closed, their lease given back, their records
+        kept), rules, policy, goals, opt-outs, templates, teams and reminder
+        settings. The settings the running process cannot change (see
+        :func:`~feedback_agendas.scheduler.service.reload.keep_running_settings`)
+        keep their running values and are returned by key, never by value.
+
+        What can fail (the templates, the sources' stored lists) is done
+        before anything changes: on an exception the old config keeps running.
+        """
+        now = now or self.clock()
+        with self._changing:
+            return self._use_config(cfg, now)
+
+    def _use_config(self, cfg: AppConfig, now: datetime) -> tuple[str, ...]:
+        cfg, needs_restart = keep_running_settings(self.cfg, cfg)
+        renderer = make_renderer(cfg)
+        listing = self.calendar_list
+        if cfg != listing.cfg:  # a source whose scope changed is listed at once
+            listing = CalendarList(cfg, self.store, holder=self.replica_id)
+        current = listing.current(now)
+        # From here on, nothing fails but a bug.
+        self.cfg = cfg
+        self.calendar_list = listing
+        self.renderer = renderer
+        self.personal = cfg.personal_channels()
+        self.settings = reminder_settings(cfg)
+        self.push_fallback = timedelta(seconds=cfg.sync.push_fallback_seconds)
+        self.outbox.max_attempts = cfg.reminders.max_attempts
+        self.readbacks.settings = self.sender.settings = self.settings
+        self.readbacks.labels = entry_labels(cfg)
+        self.sender.use_channels(self.personal)
+        self._follow_calendars(current, now, rules_changed=True)
+        self.on_config_changed(cfg)
+        return needs_restart
+
+    def _follow_calendars(
+        self, listed: tuple[CalendarConfig, ...], now: datetime, *, rules_changed: bool = False
+    ) -> tuple[list[str], list[str]]:
+        """Sync ``listed`` from now on; the rules follow the calendars (and a new config)."""
+        current = {c.name: c for c in listed}
         added = sorted(set(current) - set(self.calendars))
         removed = sorted(set(self.calendars) - set(current))
-        if not added and not removed and current == self.calendars:
+        if not rules_changed and not added and not removed and current == self.calendars:
             return [], []
         self.calendars = current
         # The sources' teams at once; the directory (org.directory) is asked
         # about the owners of the calendars now synced.
-        self.rules_cache.cfg = self.resolved_config()
-        self._use_rules(self.rules_cache.refresh(now))
+        self._use_rules(self.rules_cache.use_config(self.resolved_config(), now))
+        for name in removed:
+            # As a turn of its own: a cycle in flight finishes first, then lets it go.
+            self._turns.run(name, partial(self._let_go, name), partial(self._cycle, name, now))
         if added or removed:
             log.info("calendars: %d added, %d no longer synced", len(added), len(removed))
             self.on_calendars_changed(added, removed)
         return added, removed
+
+    def _let_go(self, name: str) -> None:
+        """A calendar no longer synced: close its provider, give its lease back (records stay)."""
+        self._providers.drop(name)
+        try:
+            self.leases.release([CALENDAR_LEASE + name], self.replica_id)
+        except Exception as exc:  # it expires on its own
+            log.warning("calendar %s: releasing the lease failed: %s", name, type(exc).__name__)
+        self._last_synced.pop(name, None)
+        self.last_errors.pop(name, None)
+        self.metrics.forget_calendar(name)
 
     def refresh_rules(self, now: datetime | None = None) -> Rules:
         """The rules the next cycles use, with the self-service opt-outs read again.
@@ -205,13 +280,15 @@ class Daemon:
         replica or the CLI counts within one tick); whoever records a choice
         in this process may call it at once.
         """
-        self._use_rules(self.rules_cache.rules(now or self.clock()))
-        return self.rules
+        with self._changing:
+            self._use_rules(self.rules_cache.rules(now or self.clock()))
+            return self.rules
 
     def _use_rules(self, base: Rules) -> None:
         """Use ``base`` (the config's and directory's rules) plus the self-service opt-outs.
 
-        The fingerprint is computed again only when either changed. While the
+        The fingerprint is computed again only when either changed, or the
+        renderer (a reload's templates or marker). While the
         database cannot be read, the opt-outs last read stay in use.
         """
         known = self._rules_basis
@@ -220,16 +297,23 @@ class Daemon:
         except SQLAlchemyError as exc:
             log.warning("self-service opt-outs could not be read: %s", type(exc).__name__)
             opted_out = known[1] if known is not None else frozenset()
-        if known is not None and base is known[0] and opted_out == known[1]:
+        renderer = self.renderer
+        if (
+            known is not None
+            and base is known[0]
+            and renderer is known[2]
+            and opted_out == known[1]
+        ):
             return
         rules = base.with_opted_out_users(opted_out)
-        self._rules_fingerprint = (rules, rules_fingerprint(rules, self.renderer))
-        self._rules_basis = (base, opted_out)
+        self._rules_fingerprint = (rules, rules_fingerprint(rules, renderer), renderer)
+        self._rules_basis = (base, opted_out, renderer)
         # The directory's teams get reminders too: the teams follow the rules.
         fresh = {team.name: team for team in rules.org.teams}
         if fresh != self.teams:
             self.teams.clear()
             self.teams.update(fresh)
+            self.sender.use_channels(self.personal)
         self.rules = rules
         self.metrics.self_opt_outs.set(len(opted_out))
 
@@ -287,6 +371,10 @@ class Daemon:
 
     def _cycle(self, name: str, now: datetime) -> CycleReport | None:
         """Claim the lease, run one cycle, give the lease back; None if another replica has it."""
+        entry = self.calendars.get(name)
+        if entry is None:  # removed while this turn waited (see _follow_calendars)
+            self._let_go(name)
+            return None
         resource = CALENDAR_LEASE + name
         try:
             claimed = self.leases.claim([resource], self.replica_id, self.lease_ttl, now, 1)
@@ -299,14 +387,14 @@ class Daemon:
             return None
         with self._held_lock:
             self._held.add(resource)
-        rules, fingerprint = self._rules_fingerprint
+        rules, fingerprint, renderer = self._rules_fingerprint
         try:
             report = run_calendar(
                 name,
-                partial(self.provider_for, name),
+                partial(self._providers.get, name, entry),
                 self.store,
                 rules,
-                self.renderer,
+                renderer,
                 now,
                 clock=self.clock,
                 fingerprint=fingerprint,
@@ -379,7 +467,7 @@ class Daemon:
     def housekeeping(self, now: datetime | None = None) -> None:
         """Renew our leases, expire stale rows, refresh the gauges and (daily) the teams."""
         now = now or self.clock()
-        self._use_rules(self.rules_cache.rules(now))
+        self.refresh_rules(now)
         with self._held_lock:
             held = sorted(self._held)
         self.leases.heartbeat(held, self.replica_id, self.lease_ttl, now)

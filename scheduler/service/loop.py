@@ -19,6 +19,12 @@ misfire policy in :mod:`feedback_agendas.scheduler.reminders.planning`).
 SIGTERM/SIGINT: stop taking work, let the jobs in flight finish their writes
 (a sync cycle commits at its end; the sender stops between messages), give back
 every lease and exit 0 well within 10 s.
+
+SIGHUP, or a change of the config file (looked at every 2 s), reloads the
+config (:mod:`feedback_agendas.scheduler.service.reload`): the main thread
+loads and checks it, and a good one counts from each calendar's next cycle
+on. Calendars added get a sync job, removed ones lose theirs; the push
+channels, the opt-out page and a changed ``sync.interval_seconds`` follow.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -43,6 +51,7 @@ from feedback_agendas.scheduler.service.daemon import (
     sync_job,
 )
 from feedback_agendas.scheduler.service.http_server import EndpointServer, ListenError
+from feedback_agendas.scheduler.service.reload import ConfigReloader
 from feedback_agendas.scheduler.service.web.dashboard import mount_dashboard
 from feedback_agendas.scheduler.service.web.pages import MAX_FORM_BODY, WebPages
 from feedback_agendas.scheduler.service.web.security import Signer
@@ -63,10 +72,52 @@ PLAN_SECONDS = 60
 HOUSEKEEPING_SECONDS = 20
 PUSH_SECONDS = 300
 SHUTDOWN_SECONDS = 8.0
+# How often the main thread looks for a stop, a SIGHUP and (every 2 s) the config file.
+TICK_SECONDS = 0.25
 
 
-def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> BackgroundScheduler:
-    """The per-process ticker with every job of ``daemon``."""
+class SyncJobs:
+    """The interval job of each calendar, ``sync:NAME``: added, removed, retimed."""
+
+    def __init__(
+        self, scheduler: BackgroundScheduler, daemon_id: str, interval: float, jitter: float
+    ) -> None:
+        self.scheduler = scheduler
+        self.daemon_id = daemon_id
+        self.interval = interval
+        self.jitter = jitter
+
+    def add(self, names: list[str], start: datetime) -> None:
+        """Jobs for ``names``, their first runs spread over the first interval from ``start``."""
+        for index, name in enumerate(names):
+            first = start + timedelta(
+                seconds=(index * self.interval / max(1, len(names))) % self.interval
+            )
+            add_sync_job(self.scheduler, self.daemon_id, name, first, self.interval, self.jitter)
+
+    def remove(self, names: list[str]) -> None:
+        for name in names:
+            if self.scheduler.get_job(f"sync:{name}") is not None:
+                self.scheduler.remove_job(f"sync:{name}")
+
+    def retime(self, interval: float, jitter: float) -> None:
+        """Every job at the new interval (a reload changed ``sync``), spread from now."""
+        if (interval, jitter) == (self.interval, self.jitter):
+            return
+        self.interval, self.jitter = interval, jitter
+        names = sorted(
+            job.id.removeprefix("sync:")
+            for job in self.scheduler.get_jobs()
+            if job.id.startswith("sync:")
+        )
+        self.add(names, utc_now())
+        log.info("sync jobs now every %gs", interval)
+
+
+def build_ticker(
+    daemon: Daemon, interval: float, jitter: float
+) -> tuple[BackgroundScheduler, SyncJobs]:
+    """The per-process ticker with every job of ``daemon``, and its calendars' jobs."""
     daemon_id = register(daemon)
     scheduler = BackgroundScheduler(
         timezone="UTC",
@@ -74,23 +125,14 @@ def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> Backgroun
         executors={"default": {"type": "threadpool", "max_workers": 4}},
     )
     now = utc_now()
-    for index, name in enumerate(sorted(daemon.calendars)):
-        # spread the first runs over the first interval, then keep the jitter
-        first = now + timedelta(
-            seconds=(index * interval / max(1, len(daemon.calendars))) % interval
-        )
-        add_sync_job(scheduler, daemon_id, name, first, interval, jitter)
+    sync_jobs = SyncJobs(scheduler, daemon_id, interval, jitter)
+    sync_jobs.add(sorted(daemon.calendars), now)
 
     def follow_calendars(added: list[str], removed: list[str]) -> None:
-        # A calendar source found or lost people: sync the new ones within an
-        # interval, stop ticking for the others.
-        start = utc_now()
-        for index, name in enumerate(added):
-            first = start + timedelta(seconds=(index * interval / max(1, len(added))) % interval)
-            add_sync_job(scheduler, daemon_id, name, first, interval, jitter)
-        for name in removed:
-            if scheduler.get_job(f"sync:{name}") is not None:
-                scheduler.remove_job(f"sync:{name}")
+        # A calendar source found or lost people, or a reload: sync the new
+        # ones within an interval, stop ticking for the others.
+        sync_jobs.add(added, utc_now())
+        sync_jobs.remove(removed)
 
     daemon.on_calendars_changed = follow_calendars
     scheduler.add_job(
@@ -119,7 +161,12 @@ def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> Backgroun
         seconds=HOUSEKEEPING_SECONDS,
         misfire_grace_time=HOUSEKEEPING_SECONDS,
     )
-    return scheduler
+    return scheduler, sync_jobs
+
+
+def build_scheduler(daemon: Daemon, interval: float, jitter: float) -> BackgroundScheduler:
+    """The per-process ticker with every job of ``daemon``."""
+    return build_ticker(daemon, interval, jitter)[0]
 
 
 def add_sync_job(
@@ -172,11 +219,17 @@ def serve_self_service(
 def run_forever(
     cfg: AppConfig,
     *,
+    config_path: Path | None = None,
     interval_seconds: float | None = None,
     echo: Callable[[str], Any] = print,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run the daemon until SIGTERM/SIGINT (or ``stop``); return the exit code (0)."""
+    """Run the daemon until SIGTERM/SIGINT (or ``stop``); return the exit code (0).
+
+    With ``config_path`` (the file ``cfg`` was loaded from) the config is
+    reloaded on SIGHUP and when the file changes. ``interval_seconds`` (``run
+    --interval``) wins over ``sync.interval_seconds``, reloaded or not.
+    """
     interval = interval_seconds or float(cfg.sync.interval_seconds)
     daemon = Daemon(cfg)
     reclaimed = daemon.reclaim_dead_local_leases()
@@ -189,7 +242,7 @@ def run_forever(
     except ListenError:
         daemon.store.close()
         raise
-    scheduler = build_scheduler(daemon, interval, cfg.sync.jitter)
+    scheduler, sync_jobs = build_ticker(daemon, interval, cfg.sync.jitter)
     push = PushChannels(
         daemon.resolved_config(),
         daemon.store,
@@ -244,8 +297,42 @@ def run_forever(
     webhooks = push.webhooks(sync_now, sync_later, maintain_soon)
     for path, handler in webhooks.items():
         server.register_push(path, handler)
-    dashboard = mount_dashboard(server, daemon, sync_now=sync_now)
-    serve_self_service(server, daemon, static_served=dashboard is not None)
+    reloader = ConfigReloader.for_daemon(config_path, daemon) if config_path else None
+    dashboard = mount_dashboard(
+        server,
+        daemon,
+        sync_now=sync_now,
+        generation=(lambda: reloader.generation) if reloader else (lambda: 1),
+    )
+    self_service = serve_self_service(server, daemon, static_served=dashboard is not None)
+
+    def maintain_push_soon() -> None:
+        if push.enabled:
+            scheduler.add_job(
+                maintain_job,
+                args=[push_id],
+                id="push-channels-now",
+                replace_existing=True,
+                misfire_grace_time=60,
+            )
+
+    follow_calendars = daemon.on_calendars_changed
+
+    def on_calendars_changed(added: list[str], removed: list[str]) -> None:
+        follow_calendars(added, removed)
+        push.use_config(daemon.resolved_config())
+        maintain_push_soon()
+
+    def on_config_changed(new: AppConfig) -> None:
+        push.use_config(daemon.resolved_config())
+        maintain_push_soon()
+        if self_service is not None:
+            self_service.use_config(new)
+        if interval_seconds is None:
+            sync_jobs.retime(float(new.sync.interval_seconds), new.sync.jitter)
+
+    daemon.on_calendars_changed = on_calendars_changed
+    daemon.on_config_changed = on_config_changed
     stopped = stop or threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -253,9 +340,14 @@ def run_forever(
         daemon.stopping.set()
         stopped.set()
 
+    def on_hangup(_signum: int, _frame: object) -> None:
+        if reloader is not None:
+            reloader.request()  # only a flag: the main loop reloads
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
     server.start()
     paths = " ".join(["/healthz", "/readyz", "/metrics", *webhooks])
     echo(f"endpoints on {server.url} ({paths})")
@@ -264,7 +356,12 @@ def run_forever(
     echo(f"replica {daemon.replica_id}: {len(daemon.calendars)} calendar(s) every {interval:g}s")
     scheduler.start()
     try:
-        stopped.wait()
+        # Polled, not stopped.wait(): a signal handler that sets the event
+        # while this thread is inside its wait could deadlock on its lock.
+        while not stopped.is_set():
+            time.sleep(TICK_SECONDS)
+            if reloader is not None and not stopped.is_set():
+                reloader.poll()
     finally:
         daemon.stopping.set()
         waiter = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}, daemon=True)

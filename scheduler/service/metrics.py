@@ -12,6 +12,7 @@ alert on ``max by (calendar)``.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
@@ -128,6 +129,38 @@ class DaemonMetrics:
             "People who opted out of agendas themselves (their link, or the admin's CLI)",
             registry=r,
         )
+
+        self.config_generation = Gauge(
+            "feedback_agendas_config_generation",
+            "The running config's generation: 1 at start, one more per applied reload",
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "feedback_agendas_config_reloads",
+            "Config reloads (SIGHUP or the file changed), by result:"
+            " applied, rejected (the old config keeps running), unchanged",
+            ["result"],
+            registry=r,
+        )
+        self.config_last_reload_error = Gauge(
+            "feedback_agendas_config_last_reload_error",
+            "1 while the last reload was rejected, labelled with the first problem's"
+            " file, line and key (never its message); 0 with an empty label after a good one",
+            ["error"],
+            registry=r,
+        )
+        self.config_needs_restart = Gauge(
+            "feedback_agendas_config_needs_restart",
+            "1 for each setting the last applied reload changed that only a restart applies",
+            ["setting"],
+            registry=r,
+        )
+
+    def forget_calendar(self, name: str) -> None:
+        """Drop the per-calendar gauges of a calendar no longer synced."""
+        for gauge in (self.calendar_last_success, self.calendar_consecutive_failures):
+            with suppress(KeyError):  # never exported
+                gauge.remove(name)
 
     def count_cycle(self, report: CycleReport) -> None:
         """Count one finished sync cycle: its result, requests, writes, errors and conflicts."""

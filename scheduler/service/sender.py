@@ -101,6 +101,10 @@ class ReminderSender:
         # Renders the agenda a reminder carries for a calendar we never write.
         self.agenda_renderer = agenda_renderer
 
+    def use_channels(self, personal: PersonalChannels) -> None:
+        """Find the channels of the teams as they are now, and of ``personal`` (a reload)."""
+        self.urls = channel_urls(self.teams, personal)
+
     def send_due(self, *, limit: int = 50) -> SendReport:
         """Claim due outbox rows and deliver them, one channel each.
 

@@ -202,6 +202,17 @@ class PushChannels:
         self.calendars = {c.name: c for c in cfg.calendars}
         self.public_url = cfg.server.public_url
 
+    def use_config(self, cfg: AppConfig) -> None:
+        """Follow a reloaded config, or calendars a source found or lost.
+
+        The next :meth:`maintain` registers the channels of new calendars and
+        stops those of calendars removed or opted out. A removed calendar's
+        entry is kept, so that its channels are stopped with its credentials.
+        The public URL stays the one the process started with.
+        """
+        self.cfg = cfg
+        self.calendars = {**self.calendars, **{c.name: c for c in cfg.calendars}}
+
     @property
     def enabled(self) -> bool:
         """Channels are registered only when the service has a public URL."""

@@ -295,6 +295,21 @@ def test_opt_out_and_removal_stop_the_channel(tmp_path: Path, api: FakeGoogleCal
         removed.close()
 
 
+def test_a_reload_stops_a_removed_calendars_channel_at_google_and_registers_an_added_one(
+    service: Service, api: FakeGoogleCalendarAPI
+) -> None:
+    service.push.maintain(now())
+    cfg = service.daemon.cfg
+    without_mona = cfg.model_copy(update={"calendars": cfg.calendars[1:]})
+    service.push.use_config(without_mona)
+    assert service.push.maintain(now()).stopped == ["mona"]
+    # Stopped with the credentials of its former entry, not only forgotten.
+    assert [c["calendar_id"] for c in api.channels.values()] == [ERIK]
+    service.push.use_config(cfg)
+    assert service.push.maintain(now()).registered == ["mona"]
+    assert sorted(c["calendar_id"] for c in api.channels.values()) == [ERIK, MONA]
+
+
 def test_tokens_never_reach_logs_or_the_database(
     service: Service, api: FakeGoogleCalendarAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
