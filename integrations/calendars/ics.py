@@ -448,8 +448,9 @@ def _meeting_from_event(
     rid = event.get("RECURRENCE-ID")
     recurrence_id = None
     if rid is not None:
-        if not isinstance(rid.dt, date):
-            raise IcsError(f"VEVENT {uid}: RECURRENCE-ID is not a date or time")
+        # Given twice, icalendar returns a list: which instance it overrides is unknown.
+        if isinstance(rid, list) or not isinstance(rid.dt, date):
+            raise IcsError(f"VEVENT {uid}: RECURRENCE-ID is not one date or time")
         recurrence_id = recurrence_id_text(rid.dt, default_timezone)
 
     zone_name: str | None

@@ -158,11 +158,19 @@ def _alice(uid: bytes, rule: bytes = b"RRULE:FREQ=WEEKLY;BYDAY=TU") -> bytes:
     )
 
 
+def _line_twice(data: bytes, name: bytes) -> bytes:
+    """``data`` with its first line of property ``name`` given twice (found by this fuzz)."""
+    lines = data.split(b"\r\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(name))
+    return b"\r\n".join([*lines[: at + 1], lines[at], *lines[at + 1 :]])
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated_files())
 @example({"zz-long-uid.ics": _alice(b"x" * 2000)})
 @example({"zz-nul-uid.ics": _alice(b"evil\x00uid")})
 @example({"zz-until.ics": _alice(b"until", b"RRULE:FREQ=DAILY;UNTIL=99991231T235959Z")})
+@example({"zz-two-rids.ics": _line_twice(_alice(b"two-rids"), b"RECURRENCE-ID")})
 def test_mutated_files_never_cost_the_good_events_their_agendas(bad: dict[str, bytes]) -> None:
     import shutil
 
