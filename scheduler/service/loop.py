@@ -285,7 +285,8 @@ def run_forever(
         )
 
     def maintain_soon() -> None:
-        # A backend asked for a channel to be renewed or replaced: maintain now.
+        # A backend asked for a channel to be renewed or replaced, or calendars
+        # came or went (a source, a reload): maintain now.
         scheduler.add_job(
             maintain_job,
             args=[push_id],
@@ -307,14 +308,8 @@ def run_forever(
     self_service = serve_self_service(server, daemon, static_served=dashboard is not None)
 
     def maintain_push_soon() -> None:
-        if push.enabled:
-            scheduler.add_job(
-                maintain_job,
-                args=[push_id],
-                id="push-channels-now",
-                replace_existing=True,
-                misfire_grace_time=60,
-            )
+        if push.enabled:  # without a public URL no channel is ours to keep or stop
+            maintain_soon()
 
     follow_calendars = daemon.on_calendars_changed
 
