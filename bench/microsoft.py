@@ -45,7 +45,7 @@ from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from feedback_agendas.scheduler.sync.report import CycleReport
 from tests.fakes.graph_api import FakeGraph
-from tests.support.graph import CLIENT_ID, SECRET, start_graph
+from tests.support.graph import SECRET, calendar_entry, start_graph
 
 ZONE = "Europe/Stockholm"
 GOAL, NEW_GOAL = "Ship the v2 importer", "Cut the p95 import time in half"
@@ -107,18 +107,9 @@ def config(
     return {
         "storage": {"url": f"sqlite:///{db}"},
         "calendars": [
-            {
-                "name": owner(i),
-                "provider": "microsoft",
-                "owner": owner(i),
-                "tenant_id": graph.tenant,
-                "client_id": CLIENT_ID,
-                "client_secret": "${MS_CLIENT_SECRET}",
-                "write_mode": write_mode,
-                "authority": graph.authority,
-                "graph_endpoint": graph.graph_endpoint,
-                "ca_bundle": graph.ca_file,
-            }
+            calendar_entry(
+                graph, owner(i), client_secret="${MS_CLIENT_SECRET}", write_mode=write_mode
+            )
             for i in range(mailboxes)
         ],
         "org": {

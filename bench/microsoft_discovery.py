@@ -35,7 +35,7 @@ from feedback_agendas.scheduler.sync.discovery import (
     resolve_calendars,
 )
 from tests.fakes.graph_directory import GraphDirectory
-from tests.support.graph import CLIENT_ID, SECRET, start_graph
+from tests.support.graph import app_keys, start_graph
 
 DOMAIN = "example.com"
 NOW = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
@@ -56,17 +56,7 @@ def run(users: int) -> dict[str, object]:
             cfg = config_model().model_validate(
                 {
                     "storage": {"url": f"sqlite:///{Path(tmp) / 'fa.db'}"},
-                    "calendars": [
-                        {
-                            "discover": "microsoft_directory",
-                            "tenant_id": graph.tenant,
-                            "client_id": CLIENT_ID,
-                            "client_secret": SECRET,
-                            "authority": graph.authority,
-                            "graph_endpoint": graph.graph_endpoint,
-                            "ca_bundle": graph.ca_file,
-                        }
-                    ],
+                    "calendars": [{"discover": "microsoft_directory", **app_keys(graph)}],
                     "org": {"internal_domains": [DOMAIN]},
                 }
             )

@@ -21,17 +21,19 @@ import pytest
 import yaml
 
 from feedback_agendas.agendas.block import START_MARKER
-from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
+from feedback_agendas.agendas.model import Meeting
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from tests.support.clock import Clock
-from tests.support.graph import CLIENT_ID, SECRET, start_graph
+from tests.support.graph import calendar_entry, start_graph
+from tests.support.meetings import mona_meeting
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm
 MONA, SARA, ERIK = "mona@example.com", "sara@example.com", "erik@example.com"
 GOAL = "Ship the billing API by March"
+NOTES = "Notes the organizer typed."
 
 
 class NeverWritten(MemoryProvider):
@@ -44,47 +46,43 @@ class NeverWritten(MemoryProvider):
 
 
 def meeting(event_id: str, title: str, start: datetime, attendees: list[str]) -> Meeting:
-    return Meeting(
-        ref=EventRef("mona", event_id),
-        title=title,
-        description="Notes the organizer typed.",
-        start=start,
-        end=start + timedelta(minutes=30),
-        owner=MONA,
-        etag="",
-        organizer=MONA,
-        attendees=tuple(Attendee(a) for a in attendees),
-        timezone="Europe/Stockholm",
-    )
+    return mona_meeting(event_id, title, start, attendees, description=NOTES)
+
+
+def start_daemon(
+    tmp_path: Path, calendar: MemoryProvider, smtp: SmtpReceiver, hook: WebhookReceiver
+) -> tuple[Daemon, Clock]:
+    """A daemon over ``calendar`` with the team "platform" (goal, channel) and mail for Mona."""
+    data = {
+        "storage": {"url": f"sqlite:///{tmp_path / 'fa.db'}"},
+        "calendars": [{"name": "mona", "provider": "memory", "owner": MONA}],
+        "org": {
+            "internal_domains": ["example.com"],
+            "teams": [
+                {
+                    "name": "platform",
+                    "manager": MONA,
+                    "members": [SARA, ERIK],
+                    "timezone": "Europe/Stockholm",
+                    "goals": [GOAL],
+                    "notify": [hook.url("/platform")],
+                }
+            ],
+        },
+        "policy": {"one_on_one_focus": "better"},
+        "reminders": {"email": smtp.url("{address}")},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    clock = Clock(MONDAY)
+    return Daemon(load_config(path), clock=clock, provider_factory=lambda _cfg: calendar), clock
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[SimpleNamespace]:
     with SmtpReceiver() as smtp, WebhookReceiver() as hook:
-        data = {
-            "storage": {"url": f"sqlite:///{tmp_path / 'fa.db'}"},
-            "calendars": [{"name": "mona", "provider": "memory", "owner": MONA}],
-            "org": {
-                "internal_domains": ["example.com"],
-                "teams": [
-                    {
-                        "name": "platform",
-                        "manager": MONA,
-                        "members": [SARA, ERIK],
-                        "timezone": "Europe/Stockholm",
-                        "goals": [GOAL],
-                        "notify": [hook.url("/platform")],
-                    }
-                ],
-            },
-            "policy": {"one_on_one_focus": "better"},
-            "reminders": {"email": smtp.url("{address}")},
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(data), encoding="utf-8")
         calendar = NeverWritten(name="mona", owner=MONA)
-        clock = Clock(MONDAY)
-        daemon = Daemon(load_config(path), clock=clock, provider_factory=lambda _cfg: calendar)
+        daemon, clock = start_daemon(tmp_path, calendar, smtp, hook)
         yield SimpleNamespace(smtp=smtp, hook=hook, calendar=calendar, clock=clock, daemon=daemon)
         daemon.shutdown()
         daemon.store.close()
@@ -133,25 +131,13 @@ def test_the_outbox_keeps_the_plan_not_the_text(world: SimpleNamespace) -> None:
     with world.daemon.db.connect() as conn:
         rows = [str(r) for r in conn.exec_driver_sql("SELECT * FROM reminder_outbox").fetchall()]
     assert rows and all("better" in r for r in rows)  # the slot code is kept
-    assert not any("Notes the organizer typed" in r or START_MARKER in r for r in rows)
+    assert not any(NOTES in r or START_MARKER in r for r in rows)
 
 
 def test_a_written_calendar_keeps_its_reminders_without_the_agenda(tmp_path: Path) -> None:
-    with SmtpReceiver() as smtp:
-        data = {
-            "storage": {"url": f"sqlite:///{tmp_path / 'fa.db'}"},
-            "calendars": [{"name": "mona", "provider": "memory", "owner": MONA}],
-            "org": {
-                "internal_domains": ["example.com"],
-                "teams": [{"name": "platform", "manager": MONA, "members": [SARA, ERIK]}],
-            },
-            "reminders": {"email": smtp.url("{address}")},
-        }
-        path = tmp_path / "config.yaml"
-        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with SmtpReceiver() as smtp, WebhookReceiver() as hook:
         calendar = MemoryProvider(name="mona", owner=MONA)
-        clock = Clock(MONDAY)
-        daemon = Daemon(load_config(path), clock=clock, provider_factory=lambda _cfg: calendar)
+        daemon, clock = start_daemon(tmp_path, calendar, smtp, hook)
         try:
             one = calendar.put(
                 meeting("one", "Mona / Sara", MONDAY + timedelta(hours=3), [MONA, SARA])
@@ -184,20 +170,7 @@ def test_a_microsoft_mailbox_in_reminder_mode_gets_its_agenda_by_mail_and_no_upd
         )
         data = {
             "storage": {"url": f"sqlite:///{tmp_path / 'fa.db'}"},
-            "calendars": [
-                {
-                    "name": MONA,
-                    "provider": "microsoft",
-                    "owner": MONA,
-                    "tenant_id": graph.tenant,
-                    "client_id": CLIENT_ID,
-                    "client_secret": SECRET,
-                    "write_mode": "reminder",
-                    "authority": graph.authority,
-                    "graph_endpoint": graph.graph_endpoint,
-                    "ca_bundle": graph.ca_file,
-                }
-            ],
+            "calendars": [calendar_entry(graph, MONA, write_mode="reminder")],
             "org": {
                 "internal_domains": ["example.com"],
                 "teams": [

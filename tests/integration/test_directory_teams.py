@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from feedback_agendas.agendas.model import Attendee, EventRef, Meeting
 from feedback_agendas.integrations.calendars.memory import MemoryProvider
 from feedback_agendas.scheduler.config.source import load_config
 from feedback_agendas.scheduler.service.daemon import Daemon
 from tests.fakes.google_api import FakeGoogleCalendarAPI
 from tests.support.clock import Clock
+from tests.support.meetings import mona_meeting
 from tests.support.receivers import SmtpReceiver, WebhookReceiver
 
 MONDAY = datetime(2026, 3, 23, 7, 0, tzinfo=UTC)  # 08:00 in Stockholm
@@ -54,21 +54,6 @@ def write_config(tmp: Path, api: FakeGoogleCalendarAPI, smtp: SmtpReceiver, **or
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
-
-
-def meeting(event_id: str, title: str, start: datetime, attendees: list[str]) -> Meeting:
-    return Meeting(
-        ref=EventRef("mona", event_id),
-        title=title,
-        description="",
-        start=start,
-        end=start + timedelta(minutes=30),
-        owner=MONA,
-        etag="",
-        organizer=MONA,
-        attendees=tuple(Attendee(a) for a in attendees),
-        timezone="Europe/Stockholm",
-    )
 
 
 @pytest.fixture
@@ -102,10 +87,10 @@ def test_a_directory_manager_gets_one_on_one_reminders_and_the_private_digest_by
     assert team.timezone == "Europe/Stockholm"  # from org.team_defaults
 
     one = world.calendar.put(
-        meeting("one", "Mona / Sara", MONDAY + timedelta(hours=3), [MONA, SARA])
+        mona_meeting("one", "Mona / Sara", MONDAY + timedelta(hours=3), [MONA, SARA])
     )
     standup = world.calendar.put(
-        meeting("standup", "Team standup", MONDAY + timedelta(hours=4), [MONA, SARA, ERIK])
+        mona_meeting("standup", "Team standup", MONDAY + timedelta(hours=4), [MONA, SARA, ERIK])
     )
     assert daemon.sync_calendar("mona").ok
     assert "Ask for feedback weekly" in world.calendar.get(standup.ref).description
@@ -139,7 +124,7 @@ def test_the_team_channel_works_once_its_manager_entry_names_one(world: SimpleNa
     assert team.timezone == "Europe/Stockholm"  # the defaults still apply where it says nothing
 
     standup = world.calendar.put(
-        meeting("standup", "Team standup", MONDAY + timedelta(hours=4), [MONA, SARA, ERIK])
+        mona_meeting("standup", "Team standup", MONDAY + timedelta(hours=4), [MONA, SARA, ERIK])
     )
     assert daemon.sync_calendar("mona").ok
     world.clock.now = standup.start - timedelta(minutes=30)

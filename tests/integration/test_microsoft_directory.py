@@ -31,7 +31,7 @@ from feedback_agendas.scheduler.sync.discovery import (
 from feedback_agendas.scheduler.sync.org_directory import resolve_rules
 from tests.fakes.graph_api import FakeGraph
 from tests.fakes.graph_directory import GraphDirectory
-from tests.support.graph import CLIENT_ID, SECRET, graph_session, start_graph
+from tests.support.graph import CLIENT_ID, SECRET, app_keys, graph_session, start_graph
 
 DOMAIN = "example.com"
 BOSS = f"boss@{DOMAIN}"
@@ -53,17 +53,6 @@ def graph() -> Iterator[FakeGraph]:
 @pytest.fixture
 def directory(graph: FakeGraph) -> GraphDirectory:
     return GraphDirectory(graph)
-
-
-def app_keys(graph: FakeGraph) -> dict[str, Any]:
-    return {
-        "tenant_id": graph.tenant,
-        "client_id": CLIENT_ID,
-        "client_secret": SECRET,
-        "authority": graph.authority,
-        "graph_endpoint": graph.graph_endpoint,
-        "ca_bundle": graph.ca_file,
-    }
 
 
 def write_config(tmp: Path, graph: FakeGraph, **source: Any) -> Path:

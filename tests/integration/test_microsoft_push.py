@@ -27,7 +27,7 @@ from feedback_agendas.scheduler.service.http_server import EndpointServer
 from feedback_agendas.scheduler.sync.push import PushChannels, token_verifier
 from tests.fakes.graph_api import FakeGraph
 from tests.fakes.graph_subscriptions import GraphSubscriptions
-from tests.support.graph import CLIENT_ID, SECRET, start_graph
+from tests.support.graph import calendar_entry, start_graph
 from tests.support.receivers import free_port
 
 MONA = "mona@example.com"
@@ -43,17 +43,7 @@ def write_config(tmp: Path, graph: FakeGraph, port: int, *, public_path: str = "
     data: dict[str, Any] = {
         "storage": {"url": f"sqlite:///{tmp / 'fa.db'}"},
         "calendars": [
-            {
-                "name": name,
-                "provider": "microsoft",
-                "owner": owner,
-                "tenant_id": graph.tenant,
-                "client_id": CLIENT_ID,
-                "client_secret": SECRET,
-                "authority": graph.authority,
-                "graph_endpoint": graph.graph_endpoint,
-                "ca_bundle": graph.ca_file,
-            }
+            calendar_entry(graph, owner, name=name)
             for name, owner in (("mona", MONA), ("erik", ERIK))
         ],
         "org": {

@@ -148,56 +148,35 @@ def test_a_certificate_authenticates_with_a_signed_assertion(
 ) -> None:
     ca = trustme.CA(key_type=trustme.KeyType.RSA)  # Entra takes RSA certificates
     leaf = ca.issue_cert("feedback-agendas.example.com", key_type=trustme.KeyType.RSA)
-    pem = tmp_path / "app.pem"
-    pem.write_bytes(leaf.private_key_pem.bytes() + leaf.cert_chain_pems[0].bytes())
     cert_pem = leaf.cert_chain_pems[0].bytes()
     from cryptography import x509
 
     der = x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER)
     thumbprint = hashlib.sha1(der).hexdigest()  # what Entra calls the thumbprint
     graph.add_app("cert-app", certificate_pem=cert_pem)
-    session = opened(
-        GraphSession(
-            tenant_id=graph.tenant,
-            client_id="cert-app",
-            certificate=Certificate(pem, thumbprint),
-            authority=graph.authority,
-            graph_endpoint=graph.graph_endpoint,
-            ca_bundle=Path(graph.ca_file),
+
+    def session_with(cert: trustme.LeafCert, name: str) -> GraphSession:
+        """A session of "cert-app" that signs with ``cert``'s key (kept in one PEM file)."""
+        pem = tmp_path / name
+        pem.write_bytes(cert.private_key_pem.bytes() + cert.cert_chain_pems[0].bytes())
+        return opened(
+            GraphSession(
+                tenant_id=graph.tenant,
+                client_id="cert-app",
+                certificate=Certificate(pem, thumbprint),
+                authority=graph.authority,
+                graph_endpoint=graph.graph_endpoint,
+                ca_bundle=Path(graph.ca_file),
+            )
         )
-    )
-    assert session.token().startswith("fake-graph-token-")
+
+    assert session_with(leaf, "app.pem").token().startswith("fake-graph-token-")
     other = ca.issue_cert("someone-else.example.com", key_type=trustme.KeyType.RSA)
-    wrong = tmp_path / "wrong.pem"
-    wrong.write_bytes(other.private_key_pem.bytes() + other.cert_chain_pems[0].bytes())
-    refused = opened(
-        GraphSession(
-            tenant_id=graph.tenant,
-            client_id="cert-app",
-            certificate=Certificate(wrong, thumbprint),
-            authority=graph.authority,
-            graph_endpoint=graph.graph_endpoint,
-            ca_bundle=Path(graph.ca_file),
-        )
-    )
     with pytest.raises(PermissionDenied, match="invalid_client"):
-        refused.token()
+        session_with(other, "wrong.pem").token()
     # An EC key (msal signs with RS256/PS256 only): a clear refusal, not a traceback.
-    ec = trustme.CA().issue_cert("ec.example.com")
-    ec_pem = tmp_path / "ec.pem"
-    ec_pem.write_bytes(ec.private_key_pem.bytes() + ec.cert_chain_pems[0].bytes())
-    unusable = opened(
-        GraphSession(
-            tenant_id=graph.tenant,
-            client_id="cert-app",
-            certificate=Certificate(ec_pem, thumbprint),
-            authority=graph.authority,
-            graph_endpoint=graph.graph_endpoint,
-            ca_bundle=Path(graph.ca_file),
-        )
-    )
     with pytest.raises(PermissionDenied, match="RSA"):
-        unusable.token()
+        session_with(trustme.CA().issue_cert("ec.example.com"), "ec.pem").token()
 
 
 def test_a_wrong_secret_or_tenant_is_refused_without_the_secret_in_the_message(

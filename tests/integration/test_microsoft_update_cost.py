@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from feedback_agendas.scheduler.service.cli import main
 from tests.fakes.graph_api import FakeGraph
-from tests.support.graph import CLIENT_ID, SECRET, start_graph
+from tests.support.graph import SECRET, calendar_entry, start_graph
 
 MONA, ALICE, BOB = "mona@example.com", "alice@example.com", "bob@example.com"
 CAROL, DAVE, ROOM = "carol@example.com", "dave@example.com", "room-4@example.com"
@@ -62,18 +62,7 @@ def config(tmp_path: Path, graph: FakeGraph, write_mode: str = "body") -> Path:
     data = {
         "storage": {"url": f"sqlite:///{tmp_path / 'fa.db'}"},
         "calendars": [
-            {
-                "name": MONA,
-                "provider": "microsoft",
-                "owner": MONA,
-                "tenant_id": graph.tenant,
-                "client_id": CLIENT_ID,
-                "client_secret": "${MS_CLIENT_SECRET}",
-                "write_mode": write_mode,
-                "authority": graph.authority,
-                "graph_endpoint": graph.graph_endpoint,
-                "ca_bundle": graph.ca_file,
-            }
+            calendar_entry(graph, MONA, client_secret="${MS_CLIENT_SECRET}", write_mode=write_mode)
         ],
         "org": {
             "internal_domains": ["example.com"],
