@@ -46,7 +46,7 @@ def plan_params(plan: AgendaPlan) -> dict[str, Any]:
     }
 
 
-def agenda_text(reminder_kind: str, params: Mapping[str, Any], renderer: AgendaRenderer) -> str:
+def reminder_agenda(reminder_kind: str, params: Mapping[str, Any], renderer: AgendaRenderer) -> str:
     """The plain-text agenda of a reminder row's ``agenda`` parameters, or "" when it has none.
 
     "" too when the parameters do not fit the reminder (a team reminder with

@@ -21,7 +21,7 @@ from feedback_agendas.agendas.errors import FeedbackAgendasError
 from feedback_agendas.agendas.policy import Team
 from feedback_agendas.agendas.render import AgendaRenderer
 from feedback_agendas.integrations.notify.base import Notifier, channel_id
-from feedback_agendas.scheduler.reminders.agenda_text import agenda_text
+from feedback_agendas.scheduler.reminders.agenda_text import reminder_agenda
 from feedback_agendas.scheduler.reminders.outbox import DEAD, Outbox, OutboxItem
 from feedback_agendas.scheduler.reminders.planning import (
     CELEBRATION,
@@ -153,7 +153,7 @@ class ReminderSender:
             link = self.opt_out_link(item.recipient, now)
         agenda = ""
         if self.agenda_renderer is not None and "agenda" in item.params:
-            agenda = agenda_text(item.kind, item.params["agenda"], self.agenda_renderer())
+            agenda = reminder_agenda(item.kind, item.params["agenda"], self.agenda_renderer())
         message = self.messages.render(
             item, team, self._counts(item, team), opt_out_url=link, agenda=agenda
         )
